@@ -76,7 +76,11 @@ def test_no_input_sequence_reaches_an_illegal_state(ops: list[tuple[object, ...]
             if op[0] == "fix":
                 seq += 1
                 events = core.apply_fix(
-                    state, fix(seq, op[1], op[2], now, acc=op[3]), now, CFG, route  # type: ignore[arg-type]
+                    state,
+                    fix(seq, op[1], op[2], now, acc=op[3]),
+                    now,
+                    CFG,
+                    route,  # type: ignore[arg-type]
                 )
             elif op[0] == "action":
                 events = core.apply_action(state, op[1], now, route)  # type: ignore[arg-type]

@@ -71,8 +71,15 @@ def check_transition(state: TripState, transition: str) -> Status:
     return target
 
 
-def assign(state: TripState, driver_id: str, now_ms: int) -> list[TripEvent]:
-    """Assign (or re-assign) a driver. The route stays the plan until a fix is known."""
+def assign(
+    state: TripState, driver_id: str, now_ms: int, last_fix: dict[str, Any] | None = None
+) -> list[TripEvent]:
+    """Assign (or re-assign) a driver.
+
+    With the driver's recent `last_fix` (lon, lat, ts, heading, speed) the
+    trip can route from the driver at once; otherwise the route stays the
+    pickup→dropoff plan until the first fix arrives.
+    """
     target = check_transition(state, "assign")
     events: list[TripEvent] = []
     if state.driver_id != driver_id:
@@ -80,6 +87,9 @@ def assign(state: TripState, driver_id: str, now_ms: int) -> list[TripEvent]:
         state.driver_seq = 0
         state.last_fix_ms = None
         state.signal_lost = False
+    if last_fix is not None:
+        state.driver = {k: last_fix.get(k) for k in ("lon", "lat", "heading", "speed", "ts")}
+        state.last_fix_ms = now_ms
     state.driver_id = driver_id
     if state.leg != "plan":
         events += _set_route(state, state.plan_coords, state.plan_speeds, "plan", now_ms)

@@ -1,0 +1,93 @@
+"""The FastAPI application: wiring, lifespan, background sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from redis.asyncio import Redis
+
+from tracking.api import channels, driver_ws, errors, routes
+from tracking.routing import load_router
+from tracking.service import TrackingService
+from tracking.settings import Settings, get_settings
+from tracking.store.fanout import FanOut
+from tracking.store.trips import TripStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 0.5
+
+
+async def _sweep(service: TrackingService) -> None:
+    """Time-based trip changes (signal lost, dwell complete), in every gateway."""
+    while True:
+        try:
+            await service.tick_due()
+        except Exception as exc:  # Redis down: keep the loop alive, retry
+            log.warning("sweeper: %s", exc)
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise RuntimeError("TRACKING_REDIS_URL must be set (`tracking serve` starts one)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        map_path = settings.resolved_map()
+        router = await asyncio.to_thread(load_router, map_path)
+        log.info(
+            "road graph %s: %d nodes, %d edges, loaded in %.2f s",
+            map_path,
+            router.node_count,
+            router.edge_count,
+            time.perf_counter() - started,
+        )
+        redis = Redis.from_url(
+            settings.redis_url or "",
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=10,
+        )
+        store = TripStore(redis, stream_maxlen=settings.stream_maxlen, ttl_s=settings.trip_ttl_s)
+        service = TrackingService(settings, store, router)
+        fanout = FanOut(redis)
+        await fanout.start()
+        app.state.service = service
+        app.state.fanout = fanout
+        app.state.jwt_secret = settings.resolved_jwt_secret()
+        sweeper = asyncio.create_task(_sweep(service), name="sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await fanout.stop()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="tracking",
+        version="0.1.0",
+        summary="Live tracking for ride-hailing and delivery",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(routes.router)
+    app.include_router(channels.router)
+    app.include_router(driver_ws.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory tracking.api.app:app_from_env`."""
+    return create_app()

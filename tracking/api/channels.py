@@ -1,0 +1,144 @@
+"""The trip channel, for riders and ops: WebSocket, and its SSE fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from tracking.api import metrics
+from tracking.api.auth import Principal, principal
+from tracking.api.errors import CLOSE_NORMAL, close_code
+from tracking.api.feed import TripFeed
+from tracking.core.errors import BadFrame, Forbidden, TrackingError, UnknownType
+from tracking.service import TrackingService
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+async def authorize_trip_reader(who: Principal, service: TrackingService, trip_id: str) -> None:
+    """Ops, the trip's rider, or its driver may read a trip; raises otherwise."""
+    if who.role == "rider" and who.trip != trip_id:
+        raise Forbidden("this rider token is for another trip")
+    state = await service.get_trip(trip_id)
+    if not who.can_read_trip(trip_id, state.driver_id):
+        raise Forbidden(f"no access to trip {trip_id}")
+
+
+def _client_frame_error(raw: str | bytes) -> TrackingError:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return BadFrame("malformed JSON")
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return UnknownType(f"the trip channel accepts no {kind!r} frames")
+
+
+@router.websocket("/v1/trips/{trip_id}/ws")
+async def trip_channel(ws: WebSocket, trip_id: str, since: int | None = None) -> None:
+    """Snapshot (or replay after `since`), then live events in seq order."""
+    await ws.accept()
+    service: TrackingService = ws.app.state.service
+    try:
+        await authorize_trip_reader(principal(ws), service, trip_id)
+    except TrackingError as exc:
+        metrics.ERRORS.labels(exc.code).inc()
+        await ws.close(close_code(exc), exc.detail[:120])
+        return
+
+    async def read_client() -> None:
+        # Riders send nothing; anything they do send gets an error frame.
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            exc = _client_frame_error(message.get("text") or message.get("bytes") or b"")
+            await ws.send_text(
+                orjson.dumps({"type": "error", "code": exc.code, "detail": exc.detail}).decode()
+            )
+
+    async def deliver(feed: TripFeed) -> tuple[int, str]:
+        async for frame in feed.frames():
+            await ws.send_text(frame.data.decode())
+            metrics.FRAMES_OUT.labels("rider").inc()
+            if frame.final:
+                return CLOSE_NORMAL, "trip ended"
+        return CLOSE_NORMAL, "trip ended"
+
+    metrics.CONNECTIONS.labels("rider").inc()
+    close_with: tuple[int, str] | None = None
+    feed = TripFeed(service, ws.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
+    try:
+        async with feed:
+            reader = asyncio.create_task(read_client())
+            sender = asyncio.create_task(deliver(feed))
+            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (reader, sender):
+                task.cancel()
+            for task in (reader, sender):
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                    await task
+            if sender in done and not sender.cancelled():
+                close_with = sender.result()
+    except TrackingError as exc:
+        metrics.ERRORS.labels(exc.code).inc()
+        close_with = (close_code(exc), exc.detail[:120])
+    except WebSocketDisconnect:
+        pass
+    finally:
+        metrics.CONNECTIONS.labels("rider").dec()
+    if close_with and ws.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close(*close_with)
+
+
+@router.get(
+    "/v1/trips/{trip_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    summary="Server-Sent Events fallback of the trip channel",
+)
+async def trip_events(
+    request: Request,
+    trip_id: str,
+    since: int | None = Query(None, ge=0),
+    last_event_id: str | None = Header(None),
+) -> StreamingResponse:
+    """Each event's `id:` is its seq; reconnecting with `Last-Event-ID` resumes after it."""
+    service: TrackingService = request.app.state.service
+    await authorize_trip_reader(principal(request), service, trip_id)
+    if last_event_id and last_event_id.isdigit():
+        since = int(last_event_id)
+    feed = TripFeed(service, request.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
+
+    async def stream() -> AsyncIterator[bytes]:
+        metrics.CONNECTIONS.labels("sse").inc()
+        try:
+            async with feed:
+                yield b"retry: 1000\n\n"
+                async for frame in feed.frames():
+                    head = b"" if frame.seq is None else b"id: %d\n" % frame.seq
+                    yield head + b"data: " + frame.data + b"\n\n"
+                    metrics.FRAMES_OUT.labels("sse").inc()
+                    if frame.final:
+                        return
+        except TrackingError as exc:
+            error = {"type": "error", "code": exc.code, "detail": exc.detail, "ts": _now_ms()}
+            yield b"data: " + orjson.dumps(error) + b"\n\n"
+        finally:
+            metrics.CONNECTIONS.labels("sse").dec()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

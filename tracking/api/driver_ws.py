@@ -1,0 +1,181 @@
+"""`WS /v1/drivers/ws`: a driver's position stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from tracking.api import metrics
+from tracking.api.auth import principal
+from tracking.api.errors import close_code
+from tracking.core import trip as core
+from tracking.core.errors import (
+    BadFrame,
+    BatchTooLarge,
+    FrameTooLarge,
+    RateLimited,
+    TrackingError,
+)
+from tracking.core.limits import StrikeWindow, TokenBucket
+from tracking.core.messages import (
+    ActionFrame,
+    PosBatchFrame,
+    PosFrame,
+    decode_driver_frame,
+)
+from tracking.service import DriverSession, TrackingService
+from tracking.store import keys
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_FRAME_BYTES = 64 * 1024
+BATCH_BURST_FACTOR = 2
+"""Batch points allowed at once, in batches: an offline stretch replays in a burst."""
+
+
+def error_frame(exc: TrackingError) -> bytes:
+    frame: dict[str, object] = {"type": "error", "code": exc.code, "detail": exc.detail}
+    if exc.seq is not None:
+        frame["seq"] = exc.seq
+    return orjson.dumps(frame)
+
+
+class DriverConnection:
+    """One driver socket: frames in order, acks after the durable write."""
+
+    def __init__(self, ws: WebSocket, service: TrackingService, session: DriverSession) -> None:
+        s = service.settings
+        self.ws = ws
+        self.service = service
+        self.session = session
+        self.driver_id = session.driver.id
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.live_points = TokenBucket(s.max_points_per_s, s.max_points_per_s)
+        self.batch_points = TokenBucket(
+            s.max_points_per_s * 10, s.max_batch_points * BATCH_BURST_FACTOR
+        )
+        self.bad_frames = StrikeWindow(s.max_bad_frames)
+
+    def send(self, data: bytes) -> None:
+        self.outbox.put_nowait(data)
+
+    def on_trip_message(self, data: bytes) -> None:
+        """A trip of this driver changed elsewhere: refresh the cache, tell the app."""
+        frame = orjson.loads(data)
+        trip = frame.get("trip") or {}
+        mine = trip.get("driver_id") == self.driver_id and trip.get("status") not in (
+            "completed",
+            "cancelled",
+        )
+        current = self.session.driver.trip_id
+        if mine:
+            self.service.refresh_session(self.session, trip.get("id"))
+        elif current == trip.get("id"):
+            self.service.refresh_session(self.session, None)
+        self.send(data)
+
+    async def writer(self) -> None:
+        while (data := await self.outbox.get()) is not None:
+            await self.ws.send_text(data.decode())
+            metrics.FRAMES_OUT.labels("driver").inc()
+
+    async def run(self) -> None:
+        trip = await self.service.current_trip(self.session)
+        if trip is not None:
+            self.send(orjson.dumps({"type": "trip", "trip": core.view(trip)}))
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text") or message.get("bytes") or b""
+            metrics.FRAMES_IN.labels("driver").inc()
+            if len(raw) > MAX_FRAME_BYTES:
+                raise FrameTooLarge(f"frame of {len(raw)} bytes; the limit is {MAX_FRAME_BYTES}")
+            started = time.perf_counter()
+            try:
+                await self.handle(raw)
+            except RateLimited:
+                raise
+            except TrackingError as exc:
+                metrics.ERRORS.labels(exc.code).inc()
+                self.send(error_frame(exc))
+                if isinstance(exc, BadFrame) and self.bad_frames.strike(time.monotonic()):
+                    raise RateLimited("too many bad frames") from None
+            metrics.POINT_TO_PUBLISH.observe(time.perf_counter() - started)
+
+    async def handle(self, raw: str | bytes) -> None:
+        frame = decode_driver_frame(raw)
+        if isinstance(frame, ActionFrame):
+            trip = await self.service.act(frame.trip_id, frame.action, driver_id=self.driver_id)
+            self.send(orjson.dumps({"type": "trip", "trip": core.view(trip)}))
+            return
+        if isinstance(frame, PosFrame):
+            if not self.live_points.take(time.monotonic()):
+                raise RateLimited(
+                    f"more than {self.service.settings.max_points_per_s:g} points per second"
+                )
+            points = [frame]
+        else:
+            assert isinstance(frame, PosBatchFrame)
+            limit = self.service.settings.max_batch_points
+            if len(frame.points) > limit:
+                raise BatchTooLarge(f"{len(frame.points)} points in a batch; the limit is {limit}")
+            if not self.batch_points.take(time.monotonic(), len(frame.points)):
+                raise RateLimited("too many batched points per second")
+            points = frame.points
+        result = await self.service.ingest(self.session, points)
+        for exc in result.errors:
+            metrics.ERRORS.labels(exc.code).inc()
+            self.send(error_frame(exc))
+        metrics.POINTS.labels("stored").inc(len(points) - len(result.errors))
+        metrics.POINTS.labels("rejected").inc(len(result.errors))
+        if result.ack > 0:
+            self.send(orjson.dumps({"type": "ack", "seq": result.ack}))
+
+
+@router.websocket("/v1/drivers/ws")
+async def driver_stream(ws: WebSocket) -> None:
+    """The driver app's stream of positions; see docs/protocol.md."""
+    await ws.accept()
+    service: TrackingService = ws.app.state.service
+    try:
+        who = principal(ws)
+        who.require("driver")
+        session = await service.open_session(who.sub)
+    except TrackingError as exc:
+        metrics.ERRORS.labels(exc.code).inc()
+        await ws.close(close_code(exc), exc.detail[:120])
+        return
+    conn = DriverConnection(ws, service, session)
+    fanout = ws.app.state.fanout
+    channel = keys.driver_channel(conn.driver_id)
+    await fanout.add(channel, conn.on_trip_message)
+    writer = asyncio.create_task(conn.writer())
+    metrics.CONNECTIONS.labels("driver").inc()
+    close_with: tuple[int, str] | None = None
+    try:
+        await conn.run()
+    except WebSocketDisconnect:
+        pass
+    except TrackingError as exc:
+        metrics.ERRORS.labels(exc.code).inc()
+        log.info("driver %s: closing: %s", conn.driver_id, exc.detail)
+        conn.send(error_frame(exc))
+        close_with = (close_code(exc), exc.detail[:120])
+    finally:
+        metrics.CONNECTIONS.labels("driver").dec()
+        await fanout.remove(channel, conn.on_trip_message)
+        conn.outbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 2.0)
+        writer.cancel()
+        if close_with and ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await ws.close(*close_with)

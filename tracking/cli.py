@@ -1,0 +1,127 @@
+"""The `tracking` command: serve, demo, token."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from tracking.settings import Settings
+
+log = logging.getLogger("tracking")
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    """The configured Redis URL, or an embedded redis-server for as long as we run."""
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    from tracking.store.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as embedded:
+        log.info("TRACKING_REDIS_URL is unset: started embedded redis at %s", embedded.url)
+        yield embedded.url
+
+
+def _serve(host: str, port: int, settings: Settings, banner: str | None = None) -> int:
+    import uvicorn
+
+    with redis_for(settings) as url:
+        os.environ["TRACKING_REDIS_URL"] = url
+        if not settings.public_url or "TRACKING_PUBLIC_URL" not in os.environ:
+            os.environ["TRACKING_PUBLIC_URL"] = f"http://{host}:{port}"
+        settings.resolved_jwt_secret()  # create (and announce) the dev secret once, here
+        if banner:
+            print(banner)
+        uvicorn.run(
+            "tracking.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            ws_max_size=64 * 1024,
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=10,
+            log_level="info",
+            access_log=False,
+        )
+    return 0
+
+
+def _demo_banner(host: str, port: int, settings: Settings) -> str:
+    from tracking.api.auth import issue_token
+
+    secret = settings.resolved_jwt_secret()
+    ops = issue_token(secret, "ops", "ops-demo", ttl_s=86_400)
+    driver = issue_token(secret, "driver", "d-1", ttl_s=86_400)
+    base = f"http://{host}:{port}"
+    return f"""
+Tracking service at {base}  (API docs: {base}/docs)
+
+1. Create a trip (ops) with a driver, in central Helsinki:
+   curl -s -X POST {base}/v1/trips -H 'Authorization: Bearer {ops}' \\
+     -H 'Content-Type: application/json' \\
+     -d '{{"pickup":{{"lon":24.9384,"lat":60.1699}},"dropoff":{{"lon":24.9496,"lat":60.1733}},"driver_id":"d-1"}}'
+   The answer has a rider_token and a share_url.
+
+2. Stream positions as driver d-1 (any WebSocket client, e.g. `python -m websockets`):
+   ws://{host}:{port}/v1/drivers/ws?token={driver}
+   send: {{"type":"pos","seq":1,"ts":<epoch ms>,"lon":24.9384,"lat":60.1699}}
+
+3. Watch the trip as the rider:
+   ws://{host}:{port}/v1/trips/<trip id>/ws?token=<rider_token>
+   or SSE: curl -N '{base}/v1/trips/<trip id>/events?token=<rider_token>'
+
+Mint more tokens with: .venv/bin/tracking token ops|driver|rider --sub ID [--trip ID]
+Ctrl-C stops everything.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracking", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway (embedded Redis if unset)")
+    demo = sub.add_parser("demo", help="run the gateway and print how to try it")
+    for p in (serve, demo):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+    token = sub.add_parser("token", help="print a JWT signed with the configured secret")
+    token.add_argument("role", choices=["ops", "driver", "rider"])
+    token.add_argument("--sub", help="subject: the driver id for drivers")
+    token.add_argument("--trip", help="trip id (required for riders)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    if args.command == "token":
+        return _token(parser, args, settings)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port {args.port} is not a port number")
+    banner = _demo_banner(args.host, args.port, settings) if args.command == "demo" else None
+    return _serve(args.host, args.port, settings, banner)
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    from tracking.api.auth import issue_token
+
+    if args.role == "rider" and not args.trip:
+        parser.error("a rider token needs --trip")
+    if args.role == "driver" and not args.sub:
+        parser.error("a driver token needs --sub DRIVER_ID")
+    if args.ttl <= 0:
+        parser.error("--ttl must be positive")
+    sub = args.sub or (f"rider:{args.trip}" if args.role == "rider" else "ops")
+    print(
+        issue_token(settings.resolved_jwt_secret(), args.role, sub, trip=args.trip, ttl_s=args.ttl)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

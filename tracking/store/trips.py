@@ -1,0 +1,166 @@
+"""Trip and driver state in Redis: atomic writes, replay, trail, geo index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from tracking.core.driver import DriverState
+from tracking.core.messages import TripEvent
+from tracking.core.state import TripState
+from tracking.store import keys
+
+_WRITE_LUA = resources.files("tracking.store").joinpath("lua/write.lua").read_text()
+
+
+@dataclass(slots=True)
+class Write:
+    """Everything one step changed, to be stored atomically."""
+
+    trip: TripState | None = None
+    expected_rev: int = 0
+    route_changed: bool = False
+    events: Sequence[TripEvent] = ()
+    trail: list[str] = field(default_factory=list)
+    deadline_ms: int | None = None
+    driver: DriverState | None = None
+
+
+def encode_event(event: TripEvent) -> bytes:
+    return orjson.dumps(event)
+
+
+def trail_entry(lon: float, lat: float, ts: int, seq: int) -> str:
+    return f"{lon:.7f},{lat:.7f},{ts},{seq}"
+
+
+class TripStore:
+    """Redis access for trips and drivers. All keys are hash-tagged by id."""
+
+    def __init__(self, redis: Redis, *, stream_maxlen: int, ttl_s: int) -> None:
+        self.redis = redis
+        self.stream_maxlen = stream_maxlen
+        self.ttl_s = ttl_s
+        self._write = redis.register_script(_WRITE_LUA)
+
+    async def write(self, w: Write) -> bool:
+        """Store `w` atomically. False on a compare-and-set conflict (nothing stored)."""
+        trip, driver = w.trip, w.driver
+        trip_id = trip.id if trip else ""
+        driver_id = driver.id if driver else ""
+        if trip is not None:
+            trip.rev = w.expected_rev + 1
+        fix = driver.fix if driver is not None else None
+        args: list[Any] = [
+            "" if trip is None else str(w.expected_rev),
+            trip.state_json() if trip else "",
+            trip.route_json() if trip and w.route_changed else "",
+            self.stream_maxlen,
+            keys.trip_channel(trip_id),
+            trip_id,
+            "" if w.deadline_ms is None else w.deadline_ms,
+            driver.to_json() if driver else "",
+            driver_id,
+            driver.last_seq if driver else 0,
+            fix["lon"] if fix else "",
+            fix["lat"] if fix else "",
+            self.ttl_s,
+            len(w.events) if trip else 0,
+            len(w.trail) if trip else 0,
+        ]
+        if trip is not None:
+            for event in w.events:
+                args += (event["seq"], encode_event(event))
+            args += w.trail
+        result = await self._write(
+            keys=[
+                keys.trip(trip_id),
+                keys.events(trip_id),
+                keys.trail(trip_id),
+                keys.DEADLINES_KEY,
+                keys.driver(driver_id),
+                keys.GEO_KEY,
+            ],
+            args=args,
+        )
+        if result[0] == 1:
+            return True
+        if trip is not None:
+            trip.rev = w.expected_rev
+        return False
+
+    async def load_trip(self, trip_id: str) -> TripState | None:
+        raw = await self.redis.hmget(keys.trip(trip_id), ["rev", "state", "route"])
+        if raw[0] is None or raw[1] is None or raw[2] is None:
+            return None
+        state = TripState.from_json(raw[1], raw[2])
+        state.rev = int(raw[0])
+        return state
+
+    async def load_driver(self, driver_id: str) -> DriverState:
+        state, trip = await self.redis.hmget(keys.driver(driver_id), ["state", "trip"])
+        trip_id = trip.decode() if trip else None
+        if state is None:
+            return DriverState(driver_id, trip_id=trip_id)
+        return DriverState.from_json(state, trip_id)
+
+    async def set_driver_trip(self, driver_id: str, trip_id: str | None) -> None:
+        """Point the driver at its current trip, or at none."""
+        key = keys.driver(driver_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if trip_id is None:
+                pipe.hdel(key, "trip")
+            else:
+                pipe.hset(key, "trip", trip_id)
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+
+    async def events_after(self, trip_id: str, since: int, last_seq: int) -> list[bytes] | None:
+        """Stored events with seq in (since, last_seq], or None if some are no longer held."""
+        if since >= last_seq:
+            return []
+        entries = await self.redis.xrange(keys.events(trip_id), f"{since + 1}-0", f"{last_seq}-0")
+        if not entries or int(entries[0][0].split(b"-")[0]) != since + 1:
+            return None
+        if len(entries) != last_seq - since:
+            return None
+        return [fields[b"e"] for _, fields in entries]
+
+    async def trail(self, trip_id: str) -> list[tuple[float, float, int, int]]:
+        out = []
+        for raw in await self.redis.lrange(keys.trail(trip_id), 0, -1):
+            lon, lat, ts, seq = raw.split(b",")
+            out.append((float(lon), float(lat), int(ts), int(seq)))
+        return out
+
+    async def due_trips(self, now_ms: int, limit: int = 100) -> list[str]:
+        raw = await self.redis.zrangebyscore(keys.DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)
+        return [r.decode() for r in raw]
+
+    async def clear_deadline(self, trip_id: str) -> None:
+        await self.redis.zrem(keys.DEADLINES_KEY, trip_id)
+
+    async def nearby(
+        self, lon: float, lat: float, radius_m: float, limit: int = 100
+    ) -> list[tuple[str, float, float, float]]:
+        """(driver_id, distance_m, lon, lat) within `radius_m`, nearest first."""
+        rows = await self.redis.geosearch(
+            keys.GEO_KEY,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_m,
+            unit="m",
+            sort="ASC",
+            count=limit,
+            withcoord=True,
+            withdist=True,
+        )
+        return [(r[0].decode(), float(r[1]), float(r[2][0]), float(r[2][1])) for r in rows]
+
+    async def publish_driver(self, driver_id: str, payload: bytes) -> None:
+        await self.redis.publish(keys.driver_channel(driver_id), payload)
