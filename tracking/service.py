@@ -23,6 +23,7 @@ from tracking.core.errors import (
     AlreadyExists,
     Forbidden,
     NotFound,
+    OutsideCoverage,
     TrackingError,
     Unavailable,
     ValidationFailed,
@@ -120,8 +121,6 @@ class TrackingService:
     ) -> TripState:
         for name, point in (("pickup", pickup), ("dropoff", dropoff)):
             if not self.router.covers(*point):
-                from tracking.core.errors import OutsideCoverage
-
                 raise OutsideCoverage(
                     f"{name} ({point[0]}, {point[1]}) is outside the map's coverage"
                 )

@@ -13,7 +13,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
 from tracking.api import channels, driver_ws, errors, routes
-from tracking.routing import load_router
+from tracking.routing import GraphRouter, load_router
 from tracking.service import TrackingService
 from tracking.settings import Settings, get_settings
 from tracking.store.fanout import FanOut
@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         started = time.perf_counter()
         map_path = settings.resolved_map()
         router = await asyncio.to_thread(load_router, map_path)
+        if router.max_snap_m != settings.max_snap_m:
+            router = GraphRouter(router.graph, settings.max_snap_m)
         log.info(
             "road graph %s: %d nodes, %d edges, loaded in %.2f s",
             map_path,

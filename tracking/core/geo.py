@@ -8,7 +8,6 @@ equirectangular projection centred on the area is accurate to well under
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 EARTH_RADIUS_M = 6_371_008.8
 _DEG = math.pi / 180.0
@@ -44,20 +43,16 @@ def valid_lon_lat(lon: float, lat: float) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
 class LocalProjection:
     """Equirectangular projection to metres around an origin (x east, y north)."""
 
-    lon0: float
-    lat0: float
+    __slots__ = ("lon0", "lat0", "m_per_deg_lon", "m_per_deg_lat")
 
-    @property
-    def m_per_deg_lon(self) -> float:
-        return EARTH_RADIUS_M * _DEG * math.cos(self.lat0 * _DEG)
-
-    @property
-    def m_per_deg_lat(self) -> float:
-        return EARTH_RADIUS_M * _DEG
+    def __init__(self, lon0: float, lat0: float) -> None:
+        self.lon0 = lon0
+        self.lat0 = lat0
+        self.m_per_deg_lat = EARTH_RADIUS_M * _DEG
+        self.m_per_deg_lon = self.m_per_deg_lat * math.cos(lat0 * _DEG)
 
     def to_xy(self, lon: float, lat: float) -> tuple[float, float]:
         """Project lon/lat degrees to local metres."""
@@ -66,3 +61,7 @@ class LocalProjection:
     def to_lon_lat(self, x_m: float, y_m: float) -> tuple[float, float]:
         """Inverse of :meth:`to_xy`."""
         return self.lon0 + x_m / self.m_per_deg_lon, self.lat0 + y_m / self.m_per_deg_lat
+
+    def distance_m(self, lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+        """Distance in metres between two points near the origin (city scale)."""
+        return math.hypot((lon2 - lon1) * self.m_per_deg_lon, (lat2 - lat1) * self.m_per_deg_lat)

@@ -36,7 +36,19 @@ class Route:
     keeps the car on the pass it is actually driving.
     """
 
-    __slots__ = ("coords", "speeds_mps", "proj", "_xs", "_ys", "_cum_m", "_cum_s", "_line")
+    __slots__ = (
+        "coords",
+        "speeds_mps",
+        "proj",
+        "_xs",
+        "_ys",
+        "_dx",
+        "_dy",
+        "_inv_len2",
+        "_cum_m",
+        "_cum_s",
+        "_line",
+    )
 
     def __init__(
         self,
@@ -66,6 +78,12 @@ class Route:
             seg = math.hypot(self._xs[i + 1] - self._xs[i], self._ys[i + 1] - self._ys[i])
             cum_m.append(cum_m[-1] + seg)
             cum_s.append(cum_s[-1] + seg / self.speeds_mps[i])
+        self._dx = [self._xs[i + 1] - self._xs[i] for i in range(n_seg)]
+        self._dy = [self._ys[i + 1] - self._ys[i] for i in range(n_seg)]
+        self._inv_len2 = [
+            0.0 if dx == dy == 0.0 else 1.0 / (dx * dx + dy * dy)
+            for dx, dy in zip(self._dx, self._dy, strict=True)
+        ]
         self._cum_m = cum_m
         self._cum_s = cum_s
         self._line = LineString(xy) if cum_m[-1] > 0 else None
@@ -93,24 +111,35 @@ class Route:
         if lo_m <= 0.0 and hi_m >= self.length_m and self._line is not None:
             return self._snap_global(x, y)
         xs, ys, cum = self._xs, self._ys, self._cum_m
-        first = max(0, bisect_right(cum, lo_m) - 1)
-        last = min(len(cum) - 2, bisect_right(cum, hi_m) - 1)
+        dxs, dys, inv2 = self._dx, self._dy, self._inv_len2
+        n_seg = len(cum) - 1
+        first = min(max(bisect_right(cum, lo_m) - 1, 0), n_seg - 1)
+        last = max(min(bisect_right(cum, hi_m) - 1, n_seg - 1), first)
         best_d2 = math.inf
-        best_along = 0.0
-        best_x = xs[0]
-        best_y = ys[0]
+        best_i = first
+        best_t = 0.0
+        # The hot loop of the service: plain floats, no calls, no allocations.
         for i in range(first, last + 1):
-            ax, ay = xs[i], ys[i]
-            dx, dy = xs[i + 1] - ax, ys[i + 1] - ay
-            seg2 = dx * dx + dy * dy
-            t = 0.0 if seg2 == 0.0 else ((x - ax) * dx + (y - ay) * dy) / seg2
-            t = 0.0 if t < 0.0 else 1.0 if t > 1.0 else t
-            px, py = ax + t * dx, ay + t * dy
-            d2 = (x - px) ** 2 + (y - py) ** 2
+            ax = xs[i]
+            ay = ys[i]
+            dx = dxs[i]
+            dy = dys[i]
+            t = ((x - ax) * dx + (y - ay) * dy) * inv2[i]
+            if t < 0.0:
+                t = 0.0
+            elif t > 1.0:
+                t = 1.0
+            ex = ax + t * dx - x
+            ey = ay + t * dy - y
+            d2 = ex * ex + ey * ey
             if d2 < best_d2:
-                best_d2, best_along, best_x, best_y = d2, cum[i] + t * (cum[i + 1] - cum[i]), px, py
-        snap_lon, snap_lat = self.proj.to_lon_lat(best_x, best_y)
-        return Snap(best_along, math.sqrt(best_d2), snap_lon, snap_lat)
+                best_d2 = d2
+                best_i = i
+                best_t = t
+        i = best_i
+        along = cum[i] + best_t * (cum[i + 1] - cum[i])
+        snap_lon, snap_lat = self.proj.to_lon_lat(xs[i] + best_t * dxs[i], ys[i] + best_t * dys[i])
+        return Snap(along, math.sqrt(best_d2), snap_lon, snap_lat)
 
     def _snap_global(self, x: float, y: float) -> Snap:
         assert self._line is not None
@@ -139,8 +168,13 @@ class Route:
     def point_at(self, along_m: float) -> tuple[float, float]:
         """The lon/lat point `along_m` metres from the start."""
         cum = self._cum_m
-        along_m = min(max(along_m, 0.0), cum[-1])
-        i = min(len(cum) - 2, max(0, bisect_right(cum, along_m) - 1))
+        if along_m <= 0.0:
+            along_m = 0.0
+        elif along_m > cum[-1]:
+            along_m = cum[-1]
+        i = bisect_right(cum, along_m) - 1
+        if i > len(cum) - 2:
+            i = len(cum) - 2
         seg = cum[i + 1] - cum[i]
         t = 0.0 if seg == 0.0 else (along_m - cum[i]) / seg
         x = self._xs[i] + t * (self._xs[i + 1] - self._xs[i])

@@ -13,7 +13,7 @@ from typing import Any
 
 from tracking.core.errors import IllegalTransition
 from tracking.core.eta import estimate_arrival_ms, update_pace
-from tracking.core.geo import bearing_deg, haversine_m
+from tracking.core.geo import bearing_deg
 from tracking.core.messages import TERMINAL, Point, Status, TripEvent
 from tracking.core.route import Route
 from tracking.core.state import CoreConfig, LonLatTuple, TripState
@@ -22,7 +22,10 @@ BACKWARD_FIXES_TO_ACCEPT = 3
 """Consecutive fixes behind the car before progress is allowed to go back."""
 FULL_WEIGHT_ACC_M = 25.0
 """Fixes at least this accurate move progress all the way to their snap."""
-SNAP_BEHIND_M = 60.0
+SNAP_BEHIND_M = 30.0
+SNAP_AHEAD_MIN_M = 30.0
+LIKELY_SPEED_MPS = 20.0
+"""The snap window: behind the car a little, ahead as far as physically possible."""
 EXIT_RADIUS_FACTOR = 1.5
 """Leaving a zone needs this much more distance than entering it (hysteresis)."""
 
@@ -180,9 +183,9 @@ def apply_fix(
 
     heading = fix.heading
     if heading is None and previous is not None:
-        moved_m = haversine_m(previous["lon"], previous["lat"], fix.lon, fix.lat)
+        moved_m = route.proj.distance_m(previous["lon"], previous["lat"], shown_lon, shown_lat)
         heading = (
-            bearing_deg(previous["lon"], previous["lat"], fix.lon, fix.lat)
+            bearing_deg(previous["lon"], previous["lat"], shown_lon, shown_lat)
             if moved_m > 3.0
             else previous.get("heading")
         )
@@ -270,10 +273,18 @@ def _advance_along(
     state: TripState, fix: Point, acc: float, dt_s: float, cfg: CoreConfig, route: Route
 ) -> tuple[float, float] | None:
     """Snap the fix, move progress; returns the point to show, or None for the raw fix."""
-    reach_m = max(200.0, cfg.max_speed_mps * dt_s) + acc
     behind_m = SNAP_BEHIND_M + acc
-    snap = route.snap(fix.lon, fix.lat, state.along_m - behind_m, state.along_m + reach_m)
     off_limit_m = cfg.offroute_m + min(acc, cfg.offroute_m)
+    # Search where the car can plausibly be first (its own speed); only if
+    # that finds nothing near, as far as any car could have gone.
+    likely_mps = fix.speed if fix.speed is not None else LIKELY_SPEED_MPS
+    ahead_m = SNAP_AHEAD_MIN_M + 1.5 * likely_mps * dt_s + acc
+    lo_m = state.along_m - behind_m
+    snap = route.snap(fix.lon, fix.lat, lo_m, state.along_m + ahead_m)
+    if snap.cross_m > off_limit_m:
+        reach_m = cfg.max_speed_mps * dt_s + acc
+        if reach_m > ahead_m:
+            snap = route.snap(fix.lon, fix.lat, lo_m, state.along_m + reach_m)
     if snap.cross_m > off_limit_m:
         state.off_fixes += 1
         if state.off_fixes >= cfg.offroute_fixes:
@@ -304,12 +315,14 @@ def _check_zones(
 ) -> list[TripEvent]:
     radius = cfg.arrival_radius_m
     target = state.pickup if state.status in ("assigned", "arrived_pickup") else state.dropoff
-    distance = haversine_m(fix.lon, fix.lat, target[0], target[1])
+    # City-scale distances through the route's local projection: exact enough
+    # within a few km of the route, and several times cheaper than haversine.
+    distance = route.proj.distance_m(fix.lon, fix.lat, target[0], target[1])
     if state.leg != "plan" or state.status in ("in_progress", "arrived_dropoff"):
         # The pin may stand inside a building; the road end of the route is
         # where the car actually stops.
         end = route.end
-        distance = min(distance, haversine_m(fix.lon, fix.lat, end[0], end[1]))
+        distance = min(distance, route.proj.distance_m(fix.lon, fix.lat, end[0], end[1]))
     inside = distance + 0.5 * acc <= radius
     outside = distance - 0.5 * acc > radius * EXIT_RADIUS_FACTOR
     state.in_zone = state.in_zone + 1 if inside else 0
