@@ -64,7 +64,8 @@ Tracking service at {base}  (API docs: {base}/docs)
 1. Create a trip (ops) with a driver, in central Helsinki:
    curl -s -X POST {base}/v1/trips -H 'Authorization: Bearer {ops}' \\
      -H 'Content-Type: application/json' \\
-     -d '{{"pickup":{{"lon":24.9384,"lat":60.1699}},"dropoff":{{"lon":24.9496,"lat":60.1733}},"driver_id":"d-1"}}'
+     -d '{{"pickup":{{"lon":24.9384,"lat":60.1699}},'\
+'"dropoff":{{"lon":24.9496,"lat":60.1733}},"driver_id":"d-1"}}'
    The answer has a rider_token and a share_url.
 
 2. Stream positions as driver d-1 (any WebSocket client, e.g. `python -m websockets`):

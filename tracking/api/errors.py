@@ -11,12 +11,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracking.api import metrics
 from tracking.core.errors import (
+    AlreadyExists,
+    BadFrame,
+    BatchTooLarge,
     Forbidden,
     FrameTooLarge,
+    IllegalTransition,
+    NoRoute,
     NotFound,
+    OutsideCoverage,
     RateLimited,
     TrackingError,
     Unauthorized,
+    Unavailable,
+    ValidationFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,23 @@ _CLOSE_CODES: dict[type[TrackingError], int] = {
     NotFound: 4404,
     RateLimited: 4429,
     FrameTooLarge: CLOSE_TOO_BIG,
+}
+
+# Most specific class first: the first match in the error's MRO wins.
+_HTTP_STATUS: dict[type[TrackingError], int] = {
+    BadFrame: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    AlreadyExists: 409,
+    IllegalTransition: 409,
+    BatchTooLarge: 413,
+    FrameTooLarge: 413,
+    ValidationFailed: 422,
+    OutsideCoverage: 422,
+    NoRoute: 422,
+    RateLimited: 429,
+    Unavailable: 503,
 }
 
 _HTTP_CODES = {
@@ -51,8 +76,16 @@ def close_code(exc: TrackingError) -> int:
     """WebSocket close code for an error that ends a connection."""
     for cls in type(exc).__mro__:
         if cls in _CLOSE_CODES:
-            return _CLOSE_CODES[cls]  # type: ignore[index]
+            return _CLOSE_CODES[cls]
     return CLOSE_INTERNAL
+
+
+def http_status(exc: TrackingError) -> int:
+    """HTTP status of an error."""
+    for cls in type(exc).__mro__:
+        if cls in _HTTP_STATUS:
+            return _HTTP_STATUS[cls]
+    return 500
 
 
 def error_body(code: str, detail: str) -> dict[str, dict[str, str]]:
@@ -65,7 +98,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TrackingError)
     async def tracking_error(_: Request, exc: TrackingError) -> ORJSONResponse:
         metrics.ERRORS.labels(exc.code).inc()
-        return ORJSONResponse(error_body(exc.code, exc.detail), status_code=exc.http_status)
+        return ORJSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:

@@ -35,7 +35,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def caller(request: Request, _: Any = Depends(_bearer)) -> Principal:
+def caller(request: Request, _: Annotated[Any, Depends(_bearer)]) -> Principal:
     return principal(request)
 
 
