@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ DRIVER = "d-auth"
 OTHER_DRIVER = "d-auth-other"
 BAD_TOKEN_CALLERS = ("none", "garbage", "expired", "other_secret")
 CALLERS = ("ops", "driver", "other_driver", "rider", "other_rider")
-_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,6 @@ def world(gateway: Gateway) -> Iterator[World]:
     yield World(trip["id"], tokens)
 
 
-def _points() -> dict[str, Any]:
-    # Far from the pickup (~400 m), so the trip stays `assigned` whatever runs first.
-    lon, lat = DRIVER_START
-    return {"points": [{"seq": next(_SEQ), "ts": now_ms(), "lon": lon, "lat": lat, "acc": 5.0}]}
-
-
 # endpoint: (method, path, body, query)
 ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, Any]]] = {
     "create": ("POST", "/v1/trips", {"pickup": PICKUP, "dropoff": DROPOFF}, {}),
@@ -69,14 +61,11 @@ ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, Any]]] = {
     "action": ("POST", "/v1/trips/{trip}/actions", {"action": "start"}, {}),
     "trail": ("GET", "/v1/trips/{trip}/trail", None, {}),
     "events": ("GET", "/v1/trips/{trip}/events", None, {}),
-    "positions_own": ("POST", f"/v1/drivers/{DRIVER}/positions", _points, {}),
-    "positions_other": ("POST", f"/v1/drivers/{OTHER_DRIVER}/positions", _points, {}),
-    "nearby": (
-        "GET",
-        "/v1/drivers/nearby",
-        None,
-        {"lon": DRIVER_START[0], "lat": DRIVER_START[1], "radius_m": 1000},
-    ),
+    # No points and an empty spot: the matrix checks who may call, and stores no driver
+    # state (a driver with stored state trips a separate bug, pinned below).
+    "positions_own": ("POST", f"/v1/drivers/{DRIVER}/positions", {"points": []}, {}),
+    "positions_other": ("POST", f"/v1/drivers/{OTHER_DRIVER}/positions", {"points": []}, {}),
+    "nearby": ("GET", "/v1/drivers/nearby", None, {"lon": 0.0, "lat": 0.0, "radius_m": 10}),
 }
 
 # Expected status per authenticated caller; every bad token is 401 everywhere.
@@ -120,8 +109,6 @@ def call(
 ) -> tuple[int, bytes]:
     """Make the endpoint's request as `caller`; the status and (the start of) the body."""
     method, path, body, query = ENDPOINTS[endpoint]
-    if callable(body):
-        body = body()
     params = dict(query)
     headers = {}
     tok = world.tokens[caller]
@@ -253,3 +240,58 @@ def test_trip_channel_admits_ops_and_its_rider(gateway: Gateway, world: World, c
     assert closed is None
     assert frame is not None and frame["type"] == "snapshot"
     assert frame["trip"]["id"] == world.trip_id and frame["trip"]["driver_id"] == DRIVER
+
+
+LOAD_DRIVER_BUG = (
+    "BUG: TripStore.load_driver calls DriverState.from_json(state, trip_id) but from_json "
+    "takes one argument: every request that loads a driver with stored state raises "
+    "TypeError (HTTP 500 internal_error / driver socket dropped without a close frame)"
+)
+
+
+def _one_point(seq: int) -> dict[str, Any]:
+    lon, lat = DRIVER_START
+    return {"points": [{"seq": seq, "ts": now_ms(), "lon": lon, "lat": lat, "acc": 5.0}]}
+
+
+def _report_once(gateway: Gateway) -> tuple[str, str]:
+    """A fresh driver whose first point is stored; its id and token."""
+    driver_id = f"d-auth-{uuid.uuid4().hex[:8]}"
+    tok = token("driver", driver_id)
+    first = Api(gateway.base, tok).post(f"/v1/drivers/{driver_id}/positions", _one_point(1))
+    assert first.status_code == 200 and first.json()["ack"] == 1, first.text
+    return driver_id, tok
+
+
+@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
+def test_driver_may_post_positions_again(gateway: Gateway) -> None:
+    """A driver's second POST of its own positions is admitted like the first."""
+    driver_id, tok = _report_once(gateway)
+    again = Api(gateway.base, tok).post(f"/v1/drivers/{driver_id}/positions", _one_point(2))
+    assert again.status_code == 200, again.text
+    assert again.json() == {"ack": 2, "errors": []}
+
+
+@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
+def test_driver_stream_admits_a_driver_that_reported_before(gateway: Gateway) -> None:
+    """A driver with stored positions is admitted to the driver stream (and acked)."""
+    driver_id, tok = _report_once(gateway)
+
+    async def scenario() -> dict[str, Any]:
+        async with connect(f"{gateway.ws_base}/v1/drivers/ws?token={tok}") as ws:
+            await ws.send(orjson.dumps({"type": "pos", **_one_point(2)["points"][0]}).decode())
+            return await recv_json(ws)
+
+    assert asyncio.run(scenario()) == {"type": "ack", "seq": 2}
+
+
+@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
+def test_nearby_lists_a_driver_that_reported(gateway: Gateway) -> None:
+    """Ops see a driver that has reported a position among the drivers nearby."""
+    driver_id, _ = _report_once(gateway)
+    lon, lat = DRIVER_START
+    response = Api(gateway.base, token("ops")).get(
+        "/v1/drivers/nearby", lon=lon, lat=lat, radius_m=50
+    )
+    assert response.status_code == 200, response.text
+    assert driver_id in [d["id"] for d in response.json()["drivers"]]

@@ -25,6 +25,7 @@ from tracking.core.errors import (
 from tracking.core.limits import StrikeWindow, TokenBucket
 from tracking.core.messages import (
     ActionFrame,
+    Point,
     PosBatchFrame,
     PosFrame,
     decode_driver_frame,
@@ -121,7 +122,7 @@ class DriverConnection:
                 raise RateLimited(
                     f"more than {self.service.settings.max_points_per_s:g} points per second"
                 )
-            points = [frame]
+            points: list[Point] = [frame]
         else:
             assert isinstance(frame, PosBatchFrame)
             limit = self.service.settings.max_batch_points

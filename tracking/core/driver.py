@@ -30,19 +30,21 @@ class DriverState:
     jump_rejects: int = 0
 
     def to_json(self) -> bytes:
+        """The point-owned part; `trip_id` is stored apart, written by assignment only."""
         return orjson.dumps(
             {
                 "id": self.id,
                 "last_seq": self.last_seq,
                 "fix": self.fix,
-                "trip_id": self.trip_id,
                 "jump_rejects": self.jump_rejects,
             }
         )
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> DriverState:
-        return cls(**orjson.loads(raw))
+    def from_json(cls, raw: bytes | str, trip_id: str | None = None) -> DriverState:
+        data = orjson.loads(raw)
+        data.pop("trip_id", None)
+        return cls(**data, trip_id=trip_id)
 
 
 def admit_point(driver: DriverState, point: Point, now_ms: int, cfg: CoreConfig) -> bool:

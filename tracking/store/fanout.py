@@ -46,7 +46,7 @@ class FanOut:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def add(self, channel: str, listener: Listener) -> None:
         """Start delivering `channel`'s messages to `listener`."""

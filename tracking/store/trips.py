@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -95,7 +95,10 @@ class TripStore:
         return False
 
     async def load_trip(self, trip_id: str) -> TripState | None:
-        raw = await self.redis.hmget(keys.trip(trip_id), ["rev", "state", "route"])
+        raw = cast(
+            "list[bytes | None]",
+            await self.redis.hmget(keys.trip(trip_id), ["rev", "state", "route"]),
+        )
         if raw[0] is None or raw[1] is None or raw[2] is None:
             return None
         state = TripState.from_json(raw[1], raw[2])
@@ -103,7 +106,10 @@ class TripStore:
         return state
 
     async def load_driver(self, driver_id: str) -> DriverState:
-        state, trip = await self.redis.hmget(keys.driver(driver_id), ["state", "trip"])
+        fields = cast(
+            "list[bytes | None]", await self.redis.hmget(keys.driver(driver_id), ["state", "trip"])
+        )
+        state, trip = fields
         trip_id = trip.decode() if trip else None
         if state is None:
             return DriverState(driver_id, trip_id=trip_id)
@@ -124,7 +130,10 @@ class TripStore:
         """Stored events with seq in (since, last_seq], or None if some are no longer held."""
         if since >= last_seq:
             return []
-        entries = await self.redis.xrange(keys.events(trip_id), f"{since + 1}-0", f"{last_seq}-0")
+        entries = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self.redis.xrange(keys.events(trip_id), f"{since + 1}-0", f"{last_seq}-0"),
+        )
         if not entries or int(entries[0][0].split(b"-")[0]) != since + 1:
             return None
         if len(entries) != last_seq - since:
@@ -133,13 +142,17 @@ class TripStore:
 
     async def trail(self, trip_id: str) -> list[tuple[float, float, int, int]]:
         out = []
-        for raw in await self.redis.lrange(keys.trail(trip_id), 0, -1):
+        rows = cast("list[bytes]", await self.redis.lrange(keys.trail(trip_id), 0, -1))
+        for raw in rows:
             lon, lat, ts, seq = raw.split(b",")
             out.append((float(lon), float(lat), int(ts), int(seq)))
         return out
 
     async def due_trips(self, now_ms: int, limit: int = 100) -> list[str]:
-        raw = await self.redis.zrangebyscore(keys.DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)
+        raw = cast(
+            "list[bytes]",
+            await self.redis.zrangebyscore(keys.DEADLINES_KEY, "-inf", now_ms, start=0, num=limit),
+        )
         return [r.decode() for r in raw]
 
     async def clear_deadline(self, trip_id: str) -> None:
@@ -149,16 +162,19 @@ class TripStore:
         self, lon: float, lat: float, radius_m: float, limit: int = 100
     ) -> list[tuple[str, float, float, float]]:
         """(driver_id, distance_m, lon, lat) within `radius_m`, nearest first."""
-        rows = await self.redis.geosearch(
-            keys.GEO_KEY,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_m,
-            unit="m",
-            sort="ASC",
-            count=limit,
-            withcoord=True,
-            withdist=True,
+        rows = cast(
+            "list[Any]",
+            await self.redis.geosearch(
+                keys.GEO_KEY,
+                longitude=lon,
+                latitude=lat,
+                radius=radius_m,
+                unit="m",
+                sort="ASC",
+                count=limit,
+                withcoord=True,
+                withdist=True,
+            ),
         )
         return [(r[0].decode(), float(r[1]), float(r[2][0]), float(r[2][1])) for r in rows]
 
