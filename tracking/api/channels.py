@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, WebSocket
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tracking.api import metrics
@@ -18,6 +18,7 @@ from tracking.api.auth import Principal, principal
 from tracking.api.errors import CLOSE_NORMAL, close_code
 from tracking.api.feed import TripFeed
 from tracking.core.errors import BadFrame, Forbidden, TrackingError, UnknownType
+from tracking.core.messages import TERMINAL
 from tracking.service import TrackingService
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ async def trip_channel(ws: WebSocket, trip_id: str, since: int | None = None) ->
 @router.get(
     "/v1/trips/{trip_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, 204: {"description": "trip over"}},
     summary="Server-Sent Events fallback of the trip channel",
 )
 async def trip_events(
@@ -111,12 +112,20 @@ async def trip_events(
     trip_id: str,
     since: int | None = Query(None, ge=0),
     last_event_id: str | None = Header(None),
-) -> StreamingResponse:
-    """Each event's `id:` is its seq; reconnecting with `Last-Event-ID` resumes after it."""
+) -> Response:
+    """Each event's `id:` is its seq; reconnecting with `Last-Event-ID` resumes after it.
+
+    204 when the trip has ended and the client has seen its last event.
+    """
     service: TrackingService = request.app.state.service
     await authorize_trip_reader(principal(request), service, trip_id)
     if last_event_id and last_event_id.isdigit():
         since = int(last_event_id)
+    state = await service.get_trip(trip_id)
+    if since is not None and since >= state.seq and state.status in TERMINAL:
+        # The client has everything, the trip is over: 204 is how SSE says
+        # "stop reconnecting" (an EventSource would otherwise retry forever).
+        return Response(status_code=204)
     feed = TripFeed(service, request.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
 
     async def stream() -> AsyncIterator[bytes]:

@@ -59,6 +59,8 @@ class TripFeed:
         self.heartbeat_s = heartbeat_s
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._channel = keys.trip_channel(trip_id)
+        self.last = 0
+        """Seq of the last event delivered (or included in the snapshot)."""
 
     def _on_message(self, data: bytes) -> None:
         self._queue.put_nowait(data)
@@ -73,13 +75,13 @@ class TripFeed:
 
     async def frames(self) -> AsyncIterator[Frame]:
         state = await self.service.get_trip(self.trip_id)
-        last = state.seq
+        self.last = state.seq
         replay = None
         if self.since is not None:
             replay = await self.service.store.events_after(self.trip_id, self.since, state.seq)
         if self.since is not None and replay is not None:
             for i, data in enumerate(replay):
-                yield Frame(data, self.since + i + 1)
+                yield Frame(data, self.since + i + 1, final=_is_terminal(orjson.loads(data)))
         else:
             snapshot: dict[str, object] = {"type": "snapshot", "trip": core.view(state)}
             if self.since is not None:
@@ -91,6 +93,14 @@ class TripFeed:
             try:
                 data = await asyncio.wait_for(self._queue.get(), self.heartbeat_s)
             except TimeoutError:
+                # A quiet trip, or a lost publish (say, of the final status
+                # while Redis reconnected): the stored seq tells which.
+                current = await self.service.get_trip(self.trip_id)
+                if current.seq > self.last:
+                    async for frame in self._catch_up(current.seq):
+                        yield frame
+                        if frame.final:
+                            return
                 beat = {"type": "heartbeat", "ts": time.time_ns() // 1_000_000}
                 yield Frame(orjson.dumps(beat), None)
                 continue
@@ -98,28 +108,33 @@ class TripFeed:
                 raise SlowConsumer(f"more than {MAX_BACKLOG} events behind")
             event = orjson.loads(data)
             seq = event["seq"]
-            if seq <= last:
+            if seq <= self.last:
                 continue
-            if seq > last + 1:
-                missing = await self.service.store.events_after(self.trip_id, last, seq - 1)
-                if missing is None:
-                    current = await self.service.get_trip(self.trip_id)
-                    reset = {"type": "snapshot", "trip": core.view(current), "reset": True}
-                    yield Frame(orjson.dumps(reset), current.seq, final=current.status in TERMINAL)
-                    if current.status in TERMINAL:
+            if seq > self.last + 1:
+                async for frame in self._catch_up(seq - 1):
+                    yield frame
+                    if frame.final:
                         return
-                    last = current.seq
+                if seq <= self.last:  # the catch-up was a reset snapshot past this event
                     continue
-                for i, old in enumerate(missing):
-                    old_event = orjson.loads(old)
-                    yield Frame(old, last + i + 1, final=_is_terminal(old_event))
-                    if _is_terminal(old_event):
-                        return
-            last = seq
+            self.last = seq
             terminal = _is_terminal(event)
             yield Frame(data, seq, final=terminal)
             if terminal:
                 return
+
+    async def _catch_up(self, through_seq: int) -> AsyncIterator[Frame]:
+        """Events (last, through_seq] from the stream, or a reset snapshot if gone."""
+        missing = await self.service.store.events_after(self.trip_id, self.last, through_seq)
+        if missing is None:
+            current = await self.service.get_trip(self.trip_id)
+            reset = {"type": "snapshot", "trip": core.view(current), "reset": True}
+            self.last = current.seq
+            yield Frame(orjson.dumps(reset), current.seq, final=current.status in TERMINAL)
+            return
+        for data in missing:
+            self.last += 1
+            yield Frame(data, self.last, final=_is_terminal(orjson.loads(data)))
 
 
 def _is_terminal(event: dict[str, object]) -> bool:

@@ -78,7 +78,8 @@ class TripState:
     driver_seq: int = 0
     """Seq of the last driver point applied to this trip (dedupe of resends)."""
     last_fix_ms: int | None = None
-    """Server time the last fix was applied (staleness uses the server clock)."""
+    """Server time of the driver's last sign of life: a fix, or the assignment
+    (staleness uses the server clock)."""
     signal_lost: bool = False
     eta: dict[str, Any] | None = None
     pace: float = 1.0

@@ -88,11 +88,15 @@ def assign(
     if state.driver_id != driver_id:
         state.driver = None
         state.driver_seq = 0
-        state.last_fix_ms = None
-        state.signal_lost = False
+        if state.signal_lost:
+            state.signal_lost = False
+            seq, ts = state.next_event(now_ms)
+            events.append({"type": "signal", "seq": seq, "ts": ts, "lost": False})
+    # Assignment counts as a sign of life: a driver who never sends a fix
+    # after it is marked signal-lost like one who went quiet.
+    state.last_fix_ms = now_ms
     if last_fix is not None:
         state.driver = {k: last_fix.get(k) for k in ("lon", "lat", "heading", "speed", "ts")}
-        state.last_fix_ms = now_ms
     state.driver_id = driver_id
     if state.leg != "plan":
         events += _set_route(state, state.plan_coords, state.plan_speeds, "plan", now_ms)
