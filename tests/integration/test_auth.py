@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import orjson
 import pytest
 from websockets.asyncio.client import connect
@@ -23,6 +26,7 @@ DRIVER = "d-auth"
 OTHER_DRIVER = "d-auth-other"
 BAD_TOKEN_CALLERS = ("none", "garbage", "expired", "other_secret")
 CALLERS = ("ops", "driver", "other_driver", "rider", "other_rider")
+_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,13 @@ def world(gateway: Gateway) -> Iterator[World]:
     yield World(trip["id"], tokens)
 
 
-# endpoint: (method, path, body, query)
+def _points() -> dict[str, Any]:
+    """One fresh fix at DRIVER_START, ~400 m from the pickup: the trip stays `assigned`."""
+    lon, lat = DRIVER_START
+    return {"points": [{"seq": next(_SEQ), "ts": now_ms(), "lon": lon, "lat": lat}]}
+
+
+# endpoint: (method, path, body or a function making it, query)
 ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, Any]]] = {
     "create": ("POST", "/v1/trips", {"pickup": PICKUP, "dropoff": DROPOFF}, {}),
     "get": ("GET", "/v1/trips/{trip}", None, {}),
@@ -61,11 +71,14 @@ ENDPOINTS: dict[str, tuple[str, str, Any, dict[str, Any]]] = {
     "action": ("POST", "/v1/trips/{trip}/actions", {"action": "start"}, {}),
     "trail": ("GET", "/v1/trips/{trip}/trail", None, {}),
     "events": ("GET", "/v1/trips/{trip}/events", None, {}),
-    # No points and an empty spot: the matrix checks who may call, and stores no driver
-    # state (a driver with stored state trips a separate bug, pinned below).
-    "positions_own": ("POST", f"/v1/drivers/{DRIVER}/positions", {"points": []}, {}),
-    "positions_other": ("POST", f"/v1/drivers/{OTHER_DRIVER}/positions", {"points": []}, {}),
-    "nearby": ("GET", "/v1/drivers/nearby", None, {"lon": 0.0, "lat": 0.0, "radius_m": 10}),
+    "positions_own": ("POST", f"/v1/drivers/{DRIVER}/positions", _points, {}),
+    "positions_other": ("POST", f"/v1/drivers/{OTHER_DRIVER}/positions", _points, {}),
+    "nearby": (
+        "GET",
+        "/v1/drivers/nearby",
+        None,
+        {"lon": DRIVER_START[0], "lat": DRIVER_START[1], "radius_m": 1000},
+    ),
 }
 
 # Expected status per authenticated caller; every bad token is 401 everywhere.
@@ -76,14 +89,12 @@ MATRIX: dict[str, dict[str, int]] = {
     "assign": dict(zip(CALLERS, (200, 403, 403, 403, 403), strict=True)),
     "action": dict(zip(CALLERS, (409, 409, 403, 403, 403), strict=True)),
     "trail": dict(zip(CALLERS, (200, 403, 403, 200, 403), strict=True)),
-    # PROTOCOL.md lists ops and the rider; docs/protocol.md adds the trip's driver.
-    "events": dict(zip(CALLERS, (200, 200, 403, 200, 403), strict=True)),
+    # PROTOCOL.md: ops and the trip's rider (the driver has its own stream).
+    "events": dict(zip(CALLERS, (200, 403, 403, 200, 403), strict=True)),
     "positions_own": dict(zip(CALLERS, (403, 200, 403, 403, 403), strict=True)),
     "positions_other": dict(zip(CALLERS, (403, 403, 200, 403, 403), strict=True)),
     "nearby": dict(zip(CALLERS, (200, 403, 403, 403, 403), strict=True)),
 }
-
-KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _cases() -> Iterator[Any]:
@@ -93,18 +104,14 @@ def _cases() -> Iterator[Any]:
             for via in ("header", "query"):
                 if caller == "none" and via == "query":
                     continue  # no token is no token, whichever way it is not sent
-                bug = KNOWN_BUGS.get((endpoint, caller))
-                marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-                yield pytest.param(
-                    endpoint, caller, via, status, id=f"{endpoint}-{caller}-{via}", marks=marks
-                )
+                yield pytest.param(endpoint, caller, via, status, id=f"{endpoint}-{caller}-{via}")
 
 
-def call(
-    gateway: Gateway, world: World, endpoint: str, caller: str, via: str
-) -> tuple[int, bytes]:
+def call(gateway: Gateway, world: World, endpoint: str, caller: str, via: str) -> tuple[int, bytes]:
     """Make the endpoint's request as `caller`; the status and (the start of) the body."""
     method, path, body, query = ENDPOINTS[endpoint]
+    if callable(body):
+        body = body()
     params = dict(query)
     headers = {}
     tok = world.tokens[caller]
@@ -218,6 +225,7 @@ def test_driver_stream_admits_its_driver(gateway: Gateway, world: World, via: st
         ("other_secret", 4401),
         ("other_rider", 4403),
         ("other_driver", 4403),
+        ("driver", 4403),
     ],
 )
 def test_trip_channel_refuses(gateway: Gateway, world: World, caller: str, code: int) -> None:
@@ -228,9 +236,9 @@ def test_trip_channel_refuses(gateway: Gateway, world: World, caller: str, code:
     assert closed == code and reason
 
 
-@pytest.mark.parametrize("caller", ["ops", "rider", "driver"])
+@pytest.mark.parametrize("caller", ["ops", "rider"])
 def test_trip_channel_admits_its_readers(gateway: Gateway, world: World, caller: str) -> None:
-    """Ops, the trip's rider and its driver get the trip's snapshot first."""
+    """Ops and the trip's rider get the trip's snapshot first."""
     url = _ws_url(gateway.ws_base, f"/v1/trips/{world.trip_id}/ws", world.tokens[caller])
     frame, closed, _ = asyncio.run(_first_frame_or_close(url))
     assert closed is None
@@ -281,3 +289,160 @@ def test_nearby_lists_a_driver_that_reported(gateway: Gateway) -> None:
     )
     assert response.status_code == 200, response.text
     assert driver_id in [d["id"] for d in response.json()["drivers"]]
+
+
+def _claims(**claims: Any) -> dict[str, Any]:
+    return {"sub": "ops", "role": "ops", "exp": int(time.time()) + 600, **claims}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(jwt.encode(_claims(role="admin"), SECRET, "HS256"), id="unknown_role"),
+        pytest.param(jwt.encode(_claims(role="rider"), SECRET, "HS256"), id="rider_no_trip"),
+        pytest.param(
+            jwt.encode({k: v for k, v in _claims().items() if k != "exp"}, SECRET, "HS256"),
+            id="no_exp",
+        ),
+        pytest.param(jwt.encode(_claims(), None, "none"), id="alg_none"),
+    ],
+)
+def test_tokens_with_bad_claims_are_unauthorized(gateway: Gateway, world: World, bad: str) -> None:
+    """A token with an unknown role, a rider without trip, no exp, or alg none is 401."""
+    response = Api(gateway.base, bad).get(f"/v1/trips/{world.trip_id}")
+    assert response.status_code == 401, response.text
+    assert_error_body(response.content, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("header", "query", "expected"), [("ops", "garbage", 200), ("garbage", "ops", 401)]
+)
+def test_header_token_wins_over_query(
+    gateway: Gateway, world: World, header: str, query: str, expected: int
+) -> None:
+    """With both a header and a ?token=, the header decides."""
+    response = httpx.get(
+        f"{gateway.base}/v1/trips/{world.trip_id}",
+        headers={"Authorization": f"Bearer {world.tokens[header]}"},
+        params={"token": world.tokens[query]},
+        timeout=10,
+    )
+    assert response.status_code == expected, response.text
+
+
+def test_rider_of_another_trip_is_forbidden_even_for_unknown_trip(
+    gateway: Gateway, world: World
+) -> None:
+    """A rider token for another trip is 403 on an unknown trip id, not 404: no lookup."""
+    tok = world.tokens["other_rider"]
+    assert tok is not None
+    response = Api(gateway.base, tok).get(f"/v1/trips/t-missing-{uuid.uuid4().hex[:8]}")
+    assert response.status_code == 403, response.text
+    assert_error_body(response.content, "forbidden")
+
+
+def _auth_case(
+    case_id: str,
+    caller: str,
+    method: str,
+    path: str,
+    content: bytes | None,
+    params: dict[str, Any] | None,
+    expected: int,
+) -> Any:
+    return pytest.param(caller, method, path, content, params, expected, id=case_id)
+
+
+@pytest.mark.parametrize(
+    ("caller", "method", "path", "content", "params", "expected"),
+    [
+        _auth_case(
+            "no_token-create-malformed_json",
+            "none",
+            "POST",
+            "/v1/trips",
+            b'{"pickup": ',
+            None,
+            401,
+        ),
+        _auth_case(
+            "no_token-create-invalid_body",
+            "none",
+            "POST",
+            "/v1/trips",
+            b'{"pickup": {"lon": 500}}',
+            None,
+            401,
+        ),
+        _auth_case(
+            "no_token-events-since_negative",
+            "none",
+            "GET",
+            "/v1/trips/{trip}/events",
+            None,
+            {"since": -1},
+            401,
+        ),
+        _auth_case(
+            "no_token-nearby-lon_500",
+            "none",
+            "GET",
+            "/v1/drivers/nearby",
+            None,
+            {"lon": 500, "lat": 0},
+            401,
+        ),
+        _auth_case(
+            "rider-create-invalid_body",
+            "rider",
+            "POST",
+            "/v1/trips",
+            b'{"pickup": {"lon": 500}}',
+            None,
+            403,
+        ),
+        _auth_case(
+            "rider-nearby-lon_500",
+            "rider",
+            "GET",
+            "/v1/drivers/nearby",
+            None,
+            {"lon": 500, "lat": 0},
+            403,
+        ),
+        _auth_case(
+            "other_driver-positions-invalid_body",
+            "other_driver",
+            "POST",
+            f"/v1/drivers/{DRIVER}/positions",
+            b'{"points": 1}',
+            None,
+            403,
+        ),
+    ],
+)
+def test_caller_is_checked_before_the_input(
+    gateway: Gateway,
+    world: World,
+    caller: str,
+    method: str,
+    path: str,
+    content: bytes | None,
+    params: dict[str, Any] | None,
+    expected: int,
+) -> None:
+    """A caller without access gets 401/403 even when its body or query is also invalid."""
+    tok = world.tokens[caller]
+    headers = {"Content-Type": "application/json"}
+    if tok is not None:
+        headers["Authorization"] = f"Bearer {tok}"
+    response = httpx.request(
+        method,
+        gateway.base + path.format(trip=world.trip_id),
+        content=content,
+        params=params,
+        headers=headers,
+        timeout=10,
+    )
+    assert response.status_code == expected, response.text
+    assert_error_body(response.content, "unauthorized" if expected == 401 else "forbidden")

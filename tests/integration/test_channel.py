@@ -31,14 +31,9 @@ from tests.integration.client import (
 from tests.integration.conftest import Gateway, token
 from tracking.core.messages import trip_event_adapter
 from tracking.store import keys
+from tracking.store.embedded import EmbeddedRedis
 
 Frame = dict[str, Any]
-
-LOAD_DRIVER_BUG = (
-    "BUG: TripStore.load_driver calls DriverState.from_json(state, trip_id) but from_json "
-    "takes one argument, so any driver that already has stored state cannot open a new "
-    "session (TypeError): a reconnecting driver's socket dies with close 1011"
-)
 
 
 def uid(prefix: str) -> str:
@@ -51,7 +46,13 @@ def point(seq: int, ts0: int) -> Frame:
     On the road, ~470 m from the pickup (no zone entry), never a jump.
     """
     lon, lat = DRIVER_START
-    return {"seq": seq, "ts": ts0 + seq * 1000, "lon": lon + (seq % 2) * 1e-5, "lat": lat, "acc": 5.0}
+    return {
+        "seq": seq,
+        "ts": ts0 + seq * 1000,
+        "lon": lon + (seq % 2) * 1e-5,
+        "lat": lat,
+        "acc": 5.0,
+    }
 
 
 def single(seq: int, ts0: int) -> str:
@@ -143,7 +144,9 @@ def test_resume_with_since_replays_every_missed_event_without_snapshot(
                 assert snapshot["type"] == "snapshot"
                 for seq in range(1, 4):
                     await send_acked(drv, single(seq, ts0), seq)
-                seen = await events_until(rider, (await fetch_trip(gateway.base, trip["id"]))["seq"])
+                seen = await events_until(
+                    rider, (await fetch_trip(gateway.base, trip["id"]))["seq"]
+                )
             last_seen = seen[-1]["seq"]
             # The rider is away while the driver keeps moving.
             for seq in range(4, 9):
@@ -158,6 +161,13 @@ def test_resume_with_since_replays_every_missed_event_without_snapshot(
                 await send_acked(drv, single(9, ts0), 9)
                 upto = (await fetch_trip(gateway.base, trip["id"]))["seq"]
                 replayed += await events_until(rider, upto)
+            # Up to date already: nothing replayed, the next frame is the next live event.
+            async with trip_ws(
+                gateway.ws_base, trip["id"], trip["rider_token"], since=upto
+            ) as rider:
+                await send_acked(drv, single(10, ts0), 10)
+                current = await recv_json(rider)
+                assert current["type"] != "snapshot" and current["seq"] == upto + 1, current
         return last_seen, replayed, missed_upto, seen
 
     last_seen, replayed, missed_upto, seen = asyncio.run(scenario())
@@ -199,7 +209,6 @@ def test_since_older_than_the_stream_gives_reset_snapshot(
     assert_consecutive(live, reset["trip"]["seq"])
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 @pytest.mark.parametrize("resend", ["pos_batch", "pos"])
 def test_points_resent_after_reconnect_are_stored_once(
     gateway: Gateway, api: Api, resend: str
@@ -240,7 +249,7 @@ def test_points_resent_after_reconnect_are_stored_once(
 
 
 def test_points_resent_on_the_same_socket_are_stored_once(gateway: Gateway, api: Api) -> None:
-    """Resending already-acked seqs on one socket re-acks them and stores/publishes nothing twice."""
+    """Already-acked seqs resent on one socket are re-acked, stored and published once."""
     driver = uid("d-dup1")
     trip = api.create_trip(driver_id=driver)
     ts0 = now_ms() - 600_000
@@ -320,7 +329,26 @@ def test_signal_lost_after_silence_and_restored_by_next_fix(
     start_gateway: Callable[..., Gateway],
 ) -> None:
     """stale_after_s=1: silence → signal lost:true (trip signal_lost); next fix → lost:false."""
-    gw = start_gateway(TRACKING_STALE_AFTER_S="1")
+    # A Redis of its own: every gateway's sweeper ticks every due trip of its Redis with
+    # its *own* stale_after_s, so the 15 s module gateway would push this trip's deadline.
+    private = EmbeddedRedis().start()
+    try:
+        gw = start_gateway(TRACKING_STALE_AFTER_S="1", TRACKING_REDIS_URL=private.url)
+        frames = _signal_scenario(gw)
+        gw.stop()
+    finally:
+        private.stop()
+    lost, lost_trip, restored, restored_trip, events = frames
+    assert lost["lost"] is True and lost_trip["signal_lost"] is True
+    assert lost_trip["seq"] == lost["seq"]
+    assert restored["lost"] is False and restored_trip["signal_lost"] is False
+    assert restored["seq"] == lost["seq"] + 1  # cleared before the fix's position event
+    events = [e for e in events if e["type"] != "heartbeat"]
+    assert [e["type"] for e in events].count("signal") == 2
+    assert_consecutive(events, events[0]["seq"] - 1)
+
+
+def _signal_scenario(gw: Gateway) -> tuple[Frame, Frame, Frame, Frame, list[Frame]]:
     driver = uid("d-signal")
     trip = Api(gw.base, token("ops")).create_trip(driver_id=driver)
     ts0 = now_ms() - 600_000
@@ -339,14 +367,7 @@ def test_signal_lost_after_silence_and_restored_by_next_fix(
                 after = await events_until(rider, restored_trip["seq"])
         return lost, lost_trip, restored, restored_trip, [*before, lost, *between, restored, *after]
 
-    lost, lost_trip, restored, restored_trip, events = asyncio.run(scenario())
-    assert lost["lost"] is True and lost_trip["signal_lost"] is True
-    assert lost_trip["seq"] == lost["seq"]
-    assert restored["lost"] is False and restored_trip["signal_lost"] is False
-    assert restored["seq"] == lost["seq"] + 1  # cleared before the fix's position event
-    events = [e for e in events if e["type"] != "heartbeat"]
-    assert [e["type"] for e in events].count("signal") == 2
-    assert_consecutive(events, events[0]["seq"] - 1)
+    return asyncio.run(scenario())
 
 
 class SseStream:
@@ -387,7 +408,7 @@ class SseStream:
 
 
 def test_sse_fallback_snapshot_ids_resume_and_terminal_end(gateway: Gateway, api: Api) -> None:
-    """SSE: snapshot (id = trip seq), `id: N` events, Last-Event-ID resume; cancel ends it (WS: 1000)."""
+    """SSE: snapshot (id = seq), `id: N` events, Last-Event-ID resume; cancel ends it (WS: 1000)."""
     driver = uid("d-sse")
     trip = api.create_trip(driver_id=driver)
     ts0 = now_ms() - 600_000
@@ -461,7 +482,7 @@ def test_sse_fallback_snapshot_ids_resume_and_terminal_end(gateway: Gateway, api
 
 
 def test_driver_gets_trip_frames_on_assign_and_cancel(gateway: Gateway, api: Api) -> None:
-    """A connected driver gets {"type":"trip"} when ops assigns it a trip and when ops cancels it."""
+    """A connected driver gets {"type":"trip"} when ops assigns it a trip and when ops cancels."""
     driver = uid("d-frames")
     trip = api.create_trip()
     assert trip["status"] == "requested"
@@ -487,3 +508,55 @@ def test_driver_gets_trip_frames_on_assign_and_cancel(gateway: Gateway, api: Api
     assert on_assign["trip"]["status"] == "assigned"
     assert on_assign["trip"]["driver_id"] == driver
     assert on_cancel["trip"]["id"] == trip["id"] and on_cancel["trip"]["driver_id"] == driver
+
+
+def test_resume_after_terminal_replays_to_the_status_then_closes_1000(
+    gateway: Gateway, api: Api
+) -> None:
+    """since=N on a cancelled trip replays the events after N up to `cancelled`, then close 1000."""
+    driver = uid("d-late")
+    trip = api.create_trip(driver_id=driver)
+    ts0 = now_ms() - 600_000
+
+    async def scenario() -> tuple[int, list[Frame], int | None]:
+        async with driver_ws(gateway.ws_base, token("driver", driver)) as drv:
+            await send_acked(drv, single(1, ts0), 1)
+        since = (await fetch_trip(gateway.base, trip["id"]))["seq"]
+        async with driver_ws(gateway.ws_base, token("driver", driver)) as drv:
+            await send_acked(drv, single(2, ts0), 2)
+        cancelled = await asyncio.to_thread(
+            api.post, f"/v1/trips/{trip['id']}/actions", {"action": "cancel"}
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        frames: list[Frame] = []
+        async with trip_ws(gateway.ws_base, trip["id"], trip["rider_token"], since=since) as rider:
+            try:
+                while True:
+                    frames.append(await recv_json(rider))
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+        return since, frames, code
+
+    since, frames, code = asyncio.run(scenario())
+    assert code == 1000
+    assert_consecutive(frames, since)
+    assert frames[-1]["type"] == "status" and frames[-1]["status"] == "cancelled"
+    assert any(f["type"] == "position" for f in frames)
+
+
+def test_negative_since_is_answered_not_dropped(gateway: Gateway, api: Api) -> None:
+    """since=-3 gets a snapshot or a clean 4xxx close, never a dropped connection."""
+    trip = api.create_trip(driver_id=uid("d-neg"))
+
+    async def scenario() -> Frame | int | None:
+        async with trip_ws(gateway.ws_base, trip["id"], trip["rider_token"], since=-3) as rider:
+            try:
+                return await recv_json(rider)
+            except ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+    answer = asyncio.run(scenario())
+    if isinstance(answer, dict):
+        assert answer["type"] == "snapshot"
+    else:
+        assert answer is not None and 4000 <= answer < 5000, answer

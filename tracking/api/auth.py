@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import jwt
 from starlette.requests import HTTPConnection
@@ -12,6 +13,7 @@ from starlette.requests import HTTPConnection
 from tracking.core.errors import Forbidden, Unauthorized
 
 Role = Literal["ops", "driver", "rider"]
+F = TypeVar("F", bound=Callable[..., Any])
 ROLES: tuple[Role, ...] = ("ops", "driver", "rider")
 
 
@@ -76,3 +78,35 @@ def principal(conn: HTTPConnection) -> Principal:
     """The caller, from the Authorization header or the `token` query parameter."""
     secret: str = conn.app.state.jwt_secret
     return decode_token(secret, token_from(conn))
+
+
+def requires(*roles: Role) -> Callable[[F], F]:
+    """Mark an endpoint with the roles that may call it (checked by :func:`authorize`)."""
+
+    def mark(endpoint: F) -> F:
+        endpoint.required_roles = roles  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def required_roles(conn: HTTPConnection) -> tuple[Role, ...] | None:
+    """The roles the matched endpoint requires, or None for an open endpoint."""
+    route = conn.scope.get("route")
+    roles: tuple[Role, ...] | None = getattr(
+        getattr(route, "endpoint", None), "required_roles", None
+    )
+    return roles
+
+
+def authorize(conn: HTTPConnection) -> Principal:
+    """The caller, checked against the endpoint's roles: 401 before 403 before anything else."""
+    who = principal(conn)
+    roles = required_roles(conn)
+    if roles:
+        who.require(*roles)
+    # A driver acts only as itself, wherever a path names a driver.
+    driver_id = conn.path_params.get("driver_id")
+    if who.role == "driver" and driver_id is not None and driver_id != who.sub:
+        raise Forbidden("a driver may only act as itself")
+    return who

@@ -14,10 +14,16 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tracking.api import metrics
-from tracking.api.auth import Principal, principal
+from tracking.api.auth import Principal, authorize, principal, requires
 from tracking.api.errors import CLOSE_NORMAL, close_code
 from tracking.api.feed import TripFeed
-from tracking.core.errors import BadFrame, Forbidden, TrackingError, UnknownType
+from tracking.core.errors import (
+    BadFrame,
+    Forbidden,
+    TrackingError,
+    UnknownType,
+    ValidationFailed,
+)
 from tracking.core.messages import TERMINAL
 from tracking.service import TrackingService
 
@@ -25,13 +31,26 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-async def authorize_trip_reader(who: Principal, service: TrackingService, trip_id: str) -> None:
-    """Ops, the trip's rider, or its driver may read a trip; raises otherwise."""
+async def authorize_trip_reader(
+    who: Principal, service: TrackingService, trip_id: str, *, allow_driver: bool = False
+) -> None:
+    """Ops and the trip's rider may read a trip (and its driver, where allowed)."""
     if who.role == "rider" and who.trip != trip_id:
         raise Forbidden("this rider token is for another trip")
+    if who.role == "driver" and not allow_driver:
+        raise Forbidden("drivers get their trip on the driver stream")
     state = await service.get_trip(trip_id)
     if not who.can_read_trip(trip_id, state.driver_id):
         raise Forbidden(f"no access to trip {trip_id}")
+
+
+def parse_since(raw: str | None) -> int | None:
+    """The `since` query parameter: absent, or a seq >= 0."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValidationFailed(f"since must be a whole number >= 0, not {raw[:20]!r}")
+    return int(raw)
 
 
 def _client_frame_error(raw: str | bytes) -> TrackingError:
@@ -39,17 +58,19 @@ def _client_frame_error(raw: str | bytes) -> TrackingError:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return BadFrame("malformed JSON")
-    kind = obj.get("type") if isinstance(obj, dict) else None
-    return UnknownType(f"the trip channel accepts no {kind!r} frames")
+    if not isinstance(obj, dict) or "type" not in obj:
+        return BadFrame("a frame must be a JSON object with a type")
+    return UnknownType(f"the trip channel accepts no {obj['type']!r} frames")
 
 
 @router.websocket("/v1/trips/{trip_id}/ws")
-async def trip_channel(ws: WebSocket, trip_id: str, since: int | None = None) -> None:
+async def trip_channel(ws: WebSocket, trip_id: str) -> None:
     """Snapshot (or replay after `since`), then live events in seq order."""
     await ws.accept()
     service: TrackingService = ws.app.state.service
     try:
         await authorize_trip_reader(principal(ws), service, trip_id)
+        since = parse_since(ws.query_params.get("since"))
     except TrackingError as exc:
         metrics.ERRORS.labels(exc.code).inc()
         await ws.close(close_code(exc), exc.detail[:120])
@@ -107,6 +128,7 @@ async def trip_channel(ws: WebSocket, trip_id: str, since: int | None = None) ->
     responses={200: {"content": {"text/event-stream": {}}}, 204: {"description": "trip over"}},
     summary="Server-Sent Events fallback of the trip channel",
 )
+@requires("ops", "rider")
 async def trip_events(
     request: Request,
     trip_id: str,
@@ -118,7 +140,7 @@ async def trip_events(
     204 when the trip has ended and the client has seen its last event.
     """
     service: TrackingService = request.app.state.service
-    await authorize_trip_reader(principal(request), service, trip_id)
+    await authorize_trip_reader(authorize(request), service, trip_id)
     if last_event_id and last_event_id.isdigit():
         since = int(last_event_id)
     state = await service.get_trip(trip_id)

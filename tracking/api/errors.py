@@ -10,6 +10,7 @@ from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracking.api import metrics
+from tracking.api.auth import authorize, required_roles
 from tracking.core.errors import (
     AlreadyExists,
     BadFrame,
@@ -35,6 +36,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_TOO_BIG = 1009
 
 _CLOSE_CODES: dict[type[TrackingError], int] = {
+    ValidationFailed: 4400,
     Unauthorized: 4401,
     Forbidden: 4403,
     NotFound: 4404,
@@ -101,7 +103,14 @@ def install(app: FastAPI) -> None:
         return ORJSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        if required_roles(request):
+            # Who may call comes before what they sent: no schema hints to
+            # callers without access.
+            try:
+                authorize(request)
+            except TrackingError as denied:
+                return await tracking_error(request, denied)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
         metrics.ERRORS.labels("validation_error").inc()

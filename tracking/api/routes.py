@@ -11,10 +11,10 @@ from fastapi.responses import ORJSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tracking.api.auth import Principal, issue_token, principal
+from tracking.api.auth import Principal, authorize, issue_token, principal, requires
 from tracking.api.channels import authorize_trip_reader
 from tracking.core import trip as core
-from tracking.core.errors import BatchTooLarge, Forbidden, Unavailable
+from tracking.core.errors import BatchTooLarge, Unavailable
 from tracking.core.messages import (
     AckOut,
     AssignTrip,
@@ -36,7 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def caller(request: Request, _: Annotated[Any, Depends(_bearer)]) -> Principal:
-    return principal(request)
+    return authorize(request)
 
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -51,9 +51,9 @@ Service = Annotated[TrackingService, Depends(svc)]
 
 
 @router.post("/v1/trips", status_code=201, response_model=CreatedTrip, responses=ERRORS)
+@requires("ops")
 async def create_trip(body: CreateTrip, who: Caller, service: Service) -> dict[str, Any]:
     """Create a trip (ops). Returns the Trip with a rider token and a share link."""
-    who.require("ops")
     state = await service.create_trip(
         (body.pickup.lon, body.pickup.lat), (body.dropoff.lon, body.dropoff.lat), body.kind, body.id
     )
@@ -72,35 +72,36 @@ async def create_trip(body: CreateTrip, who: Caller, service: Service) -> dict[s
 
 
 @router.get("/v1/trips/{trip_id}", response_model=Trip, responses=ERRORS)
+@requires("ops", "driver", "rider")
 async def get_trip(trip_id: str, who: Caller, service: Service) -> dict[str, Any]:
     """A trip (ops, the trip's rider, its driver)."""
-    await authorize_trip_reader(who, service, trip_id)
+    await authorize_trip_reader(who, service, trip_id, allow_driver=True)
     return core.view(await service.get_trip(trip_id))
 
 
 @router.post("/v1/trips/{trip_id}/assign", response_model=Trip, responses=ERRORS)
+@requires("ops")
 async def assign_trip(
     trip_id: str, body: AssignTrip, who: Caller, service: Service
 ) -> dict[str, Any]:
     """Assign a driver (ops)."""
-    who.require("ops")
     return core.view(await service.assign(trip_id, body.driver_id))
 
 
 @router.post("/v1/trips/{trip_id}/actions", response_model=Trip, responses=ERRORS)
+@requires("ops", "driver")
 async def trip_action(
     trip_id: str, body: TripAction, who: Caller, service: Service
 ) -> dict[str, Any]:
     """`start`, `complete` or `cancel` (ops, or the trip's driver)."""
-    who.require("ops", "driver")
     driver_id = who.sub if who.role == "driver" else None
     return core.view(await service.act(trip_id, body.action, driver_id=driver_id))
 
 
 @router.get("/v1/trips/{trip_id}/trail", responses=ERRORS)
+@requires("ops", "rider")
 async def trip_trail(trip_id: str, who: Caller, service: Service) -> ORJSONResponse:
     """The driver's path on this trip as a GeoJSON Feature (ops, the trip's rider)."""
-    who.require("ops", "rider")
     await authorize_trip_reader(who, service, trip_id)
     state = await service.get_trip(trip_id)
     points = await service.store.trail(trip_id)
@@ -117,13 +118,11 @@ async def trip_trail(trip_id: str, who: Caller, service: Service) -> ORJSONRespo
 
 
 @router.post("/v1/drivers/{driver_id}/positions", response_model=AckOut, responses=ERRORS)
+@requires("driver")
 async def post_positions(
     driver_id: str, body: PositionsIn, who: Caller, service: Service
 ) -> dict[str, Any]:
     """HTTP fallback of the driver stream (that driver). Acks like the WebSocket."""
-    who.require("driver")
-    if who.sub != driver_id:
-        raise Forbidden("a driver may only send its own positions")
     limit = service.settings.max_batch_points
     if len(body.points) > limit:
         raise BatchTooLarge(f"{len(body.points)} points; the limit is {limit}")
@@ -134,6 +133,7 @@ async def post_positions(
 
 
 @router.get("/v1/drivers/nearby", response_model=NearbyOut, responses=ERRORS)
+@requires("ops")
 async def nearby(
     who: Caller,
     service: Service,
@@ -142,7 +142,6 @@ async def nearby(
     radius_m: float = Query(1000.0, gt=0, le=100_000),
 ) -> dict[str, Any]:
     """Drivers whose last position is within `radius_m`, nearest first (ops)."""
-    who.require("ops")
     rows = await service.store.nearby(lon, lat, radius_m)
     drivers = []
     for driver_id, distance_m, d_lon, d_lat in rows:

@@ -252,7 +252,9 @@ class CreateTrip(BaseModel):
     dropoff: LonLat
     kind: Kind = "ride"
     driver_id: str | None = Field(None, min_length=1, max_length=128)
-    id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: str | None = Field(
+        None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$"
+    )
 
 
 class CreatedTrip(Trip):
