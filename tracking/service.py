@@ -272,8 +272,10 @@ class TrackingService:
                 driver=driver,
             )
             if await self.store.write(write):
+                # An assignment may have landed while we wrote: keep its trip id.
+                driver.trip_id = session.driver.trip_id
                 session.driver = driver
-                session.trip = work
+                session.trip = work if work is not None and work.id == driver.trip_id else None
                 if work is not None:
                     await self._notify_driver(work, events)
                 return IngestResult(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shapely.geometry import LineString, Point
 
@@ -16,16 +15,13 @@ DEFAULT_SPEED_MPS = 30 / 3.6
 MIN_SPEED_MPS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Snap:
-    """A fix snapped to a route."""
+class Snap(NamedTuple):
+    """A fix snapped to a route (use :meth:`Route.point_at` for the point itself)."""
 
     along_m: float
     """Distance from the route's start to the snapped point."""
     cross_m: float
     """Distance from the fix to the route (cross-track)."""
-    lon: float
-    lat: float
 
 
 class Route:
@@ -137,17 +133,13 @@ class Route:
                 best_i = i
                 best_t = t
         i = best_i
-        along = cum[i] + best_t * (cum[i + 1] - cum[i])
-        snap_lon, snap_lat = self.proj.to_lon_lat(xs[i] + best_t * dxs[i], ys[i] + best_t * dys[i])
-        return Snap(along, math.sqrt(best_d2), snap_lon, snap_lat)
+        return Snap(cum[i] + best_t * (cum[i + 1] - cum[i]), math.sqrt(best_d2))
 
     def _snap_global(self, x: float, y: float) -> Snap:
         assert self._line is not None
         point = Point(x, y)
         along = float(self._line.project(point))
-        on_line = self._line.interpolate(along)
-        lon, lat = self.proj.to_lon_lat(on_line.x, on_line.y)
-        return Snap(along, float(point.distance(on_line)), lon, lat)
+        return Snap(along, float(point.distance(self._line.interpolate(along))))
 
     def time_remaining_s(self, along_m: float) -> float:
         """Expected time from `along_m` to the end at road speeds."""
