@@ -26,12 +26,6 @@ from tracking.store.embedded import EmbeddedRedis
 
 M_PER_DEG_LAT = 111_195.0
 
-LOAD_DRIVER_BUG = (
-    "BUG: TripStore.load_driver calls DriverState.from_json(state, trip_id) but from_json "
-    "takes one argument, so every read of a driver with stored state raises TypeError "
-    "(HTTP 500 internal_error)"
-)
-
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -58,7 +52,6 @@ def assert_validation_error(response: httpx.Response) -> None:
     assert isinstance(body["error"]["detail"], str) and body["error"]["detail"]
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 def test_nearby_returns_drivers_within_radius_nearest_first(api: Api) -> None:
     """GET /v1/drivers/nearby: drivers within radius_m, nearest first, haversine distance_m, ts."""
     # A random spot far from every other test's drivers (no map coverage needed).
@@ -125,7 +118,6 @@ def test_http_positions_fallback_acks_last_seq(api: Api) -> None:
     assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
 
 
-@pytest.mark.xfail(reason=LOAD_DRIVER_BUG, strict=True)
 def test_http_positions_resend_is_idempotent(api: Api) -> None:
     """Resending acked points over HTTP re-acks them and stores each seq once."""
     driver = uid("d-http-dup")
@@ -159,7 +151,7 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def test_metrics_expose_connections_frames_errors_latency(gateway: Gateway) -> None:
-    """/metrics (Prometheus text) has connections, frames in, errors and point-to-publish latency."""
+    """/metrics (Prometheus text) has connections, frames in, errors, point-to-publish latency."""
     driver = uid("d-metrics")
 
     async def traffic() -> str:
@@ -196,7 +188,7 @@ def poll(url: str, until: Callable[[httpx.Response], bool], health_url: str) -> 
 
 
 def test_readyz_follows_redis_down_and_back(start_gateway: Callable[..., Gateway]) -> None:
-    """Redis stopped → /readyz 503 `unavailable`; Redis back on its port → 200; /healthz stays 200."""
+    """Redis stopped → /readyz 503 `unavailable`; Redis back on its port → 200; /healthz 200."""
     private = EmbeddedRedis().start()
     revived: EmbeddedRedis | None = None
     gw: Gateway | None = None

@@ -77,7 +77,9 @@ class TripFeed:
         state = await self.service.get_trip(self.trip_id)
         self.last = state.seq
         replay = None
-        if self.since is not None:
+        # A client ahead of the stored seq saw events this Redis no longer has
+        # (a failover that lost writes): it gets a reset snapshot.
+        if self.since is not None and self.since <= state.seq:
             replay = await self.service.store.events_after(self.trip_id, self.since, state.seq)
         if self.since is not None and replay is not None:
             for i, data in enumerate(replay):
