@@ -123,3 +123,45 @@ def test_full_ride_with_rider_on_a_second_gateway(
     assert trail["type"] == "Feature" and trail["geometry"]["type"] == "LineString"
     seqs = trail["properties"]["seqs"]
     assert seqs == sorted(set(seqs)) and len(seqs) > 20
+
+
+def test_sustained_off_route_driving_reroutes_from_the_driver(gateway: Gateway, api: Api) -> None:
+    """Three fixes far off the route make the service re-route from the driver: a route event."""
+    from tracking.core.route import Route
+    from tracking.routing import default_map_path, load_router
+
+    router = load_router(default_map_path())
+    trip = api.create_trip(driver_id="d-reroute")
+    ops_view = api.get(f"/v1/trips/{trip['id']}")
+    assert ops_view.status_code == 200
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with (
+            trip_ws(gateway.ws_base, trip["id"], trip["rider_token"]) as rider,
+            driver_ws(gateway.ws_base, token("driver", "d-reroute")) as drv,
+        ):
+            await recv_json(rider)  # snapshot
+            ts = now_ms() - 60_000
+            await drv.send(pos(1, *DRIVER_START, ts))
+            await recv_until(drv, lambda f: f["type"] == "ack")
+            leg = Route(api.get(f"/v1/trips/{trip['id']}").json()["route"]["coordinates"])
+            # A road point well away from the leg, reached at a plausible speed.
+            rng = __import__("random").Random(3)
+            off = next(
+                p
+                for p in (router.random_point(rng) for _ in range(500))
+                if leg.snap(*p).cross_m > 150 and haversine_m(*p, *DRIVER_START) < 600
+            )
+            for i in range(2, 5):
+                ts += 60_000
+                await drv.send(pos(i, off[0], off[1], ts))
+                await recv_until(drv, lambda f: f["type"] == "ack")
+            first, _ = await recv_until(rider, lambda f: f["type"] == "route")
+            again, _ = await recv_until(rider, lambda f: f["type"] == "route")
+            return [first, again, {"off": off}]
+
+    first, again, where = asyncio.run(scenario())
+    # First the leg from where the driver was first seen, then the re-route.
+    assert haversine_m(*first["route"]["coordinates"][0], *DRIVER_START) < 60
+    assert haversine_m(*again["route"]["coordinates"][0], *where["off"]) < 60
+    assert again["seq"] > first["seq"]
