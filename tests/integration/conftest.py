@@ -70,6 +70,16 @@ class Gateway:
                 self.proc.wait()
         self.log.close()
 
+    def problems(self) -> str:
+        """Tracebacks and warnings the gateway printed: a served error is a bug."""
+        text = Path(self.log.name).read_text(errors="replace")
+        bad = [
+            line
+            for line in text.splitlines()
+            if "Traceback" in line or "Warning:" in line or " ERROR " in line
+        ]
+        return "\n".join(bad[:10]) and text[-4000:]
+
 
 @pytest.fixture
 def start_gateway(
@@ -85,6 +95,8 @@ def start_gateway(
     yield start
     for gw in started:
         gw.stop()
+    for gw in started:
+        assert not gw.problems(), gw.problems()
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +104,7 @@ def gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     gw = Gateway(redis_url, {"TRACKING_DWELL_COMPLETE_S": "2"}, tmp_path_factory.mktemp("gw"))
     yield gw
     gw.stop()
+    assert not gw.problems(), gw.problems()
 
 
 def token(role: str, sub: str = "ops", trip: str | None = None, ttl_s: int = 600) -> str:

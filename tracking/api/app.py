@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
 from tracking.api import channels, driver_ws, errors, routes
@@ -80,7 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="tracking",
         version="0.1.0",
         summary="Live tracking for ride-hailing and delivery",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     errors.install(app)

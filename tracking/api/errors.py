@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracking.api import metrics
@@ -98,12 +98,12 @@ def install(app: FastAPI) -> None:
     """Register the handlers that give every HTTP error the contract's body."""
 
     @app.exception_handler(TrackingError)
-    async def tracking_error(_: Request, exc: TrackingError) -> ORJSONResponse:
+    async def tracking_error(_: Request, exc: TrackingError) -> JSONResponse:
         metrics.ERRORS.labels(exc.code).inc()
-        return ORJSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc))
+        return JSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         if required_roles(request):
             # Who may call comes before what they sent: no schema hints to
             # callers without access.
@@ -114,18 +114,18 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
         metrics.ERRORS.labels("validation_error").inc()
-        return ORJSONResponse(
+        return JSONResponse(
             error_body("validation_error", f"{where}: {first.get('msg')}"), status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         metrics.ERRORS.labels(code).inc()
-        return ORJSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         metrics.ERRORS.labels("internal_error").inc()
-        return ORJSONResponse(error_body("internal_error", "internal error"), status_code=500)
+        return JSONResponse(error_body("internal_error", "internal error"), status_code=500)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import geojson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -100,7 +100,7 @@ async def trip_action(
 
 @router.get("/v1/trips/{trip_id}/trail", responses=ERRORS)
 @requires("ops", "rider")
-async def trip_trail(trip_id: str, who: Caller, service: Service) -> ORJSONResponse:
+async def trip_trail(trip_id: str, who: Caller, service: Service) -> JSONResponse:
     """The driver's path on this trip as a GeoJSON Feature (ops, the trip's rider)."""
     await authorize_trip_reader(who, service, trip_id)
     state = await service.get_trip(trip_id)
@@ -114,7 +114,7 @@ async def trip_trail(trip_id: str, who: Caller, service: Service) -> ORJSONRespo
             "seqs": [seq for _, _, _, seq in points],
         },
     )
-    return ORJSONResponse(dict(feature))
+    return JSONResponse(dict(feature))
 
 
 @router.post("/v1/drivers/{driver_id}/positions", response_model=AckOut, responses=ERRORS)
