@@ -247,7 +247,11 @@ class TrackingService:
             except ValidationFailed as exc:
                 errors.append(exc)
         if not admitted:
-            session.driver.jump_rejects = driver.jump_rejects
+            if driver.jump_rejects != session.driver.jump_rejects:
+                # Keep the teleport count, so that re-anchoring also works for
+                # a driver posting one point per HTTP request.
+                await self.store.write(Write(driver=driver))
+                session.driver.jump_rejects = driver.jump_rejects
             return IngestResult(session.driver.last_seq, errors, False)
         for _ in range(MAX_CAS_ATTEMPTS):
             trip = await self.current_trip(session)

@@ -134,6 +134,25 @@ def test_http_positions_resend_is_idempotent(api: Api) -> None:
     assert trail["properties"]["seqs"] == [1, 2, 3, 4, 5]
 
 
+def test_http_positions_reanchor_after_repeated_jumps(api: Api) -> None:
+    """One point per POST: three >90 m/s jumps are rejected, the fourth re-anchors the driver."""
+    from tracking.core.driver import JUMP_REJECTS_TO_REANCHOR
+
+    driver = uid("d-http-jump")
+    ts0 = now_ms() - 600_000
+    lon, lat = DRIVER_START
+    first = {"seq": 1, "ts": ts0, "lon": lon, "lat": lat, "acc": 5.0}
+    assert post_points(api, driver, [first]).json()["ack"] == 1
+    far = {"lon": lon + 0.01, "lat": lat, "acc": 5.0}  # ~550 m in 1 s
+    for i in range(JUMP_REJECTS_TO_REANCHOR):
+        answer = post_points(api, driver, [{**far, "seq": 2 + i, "ts": ts0 + 1000 * (i + 1)}])
+        assert answer.json()["ack"] == 1
+        assert [e["code"] for e in answer.json()["errors"]] == ["implausible_jump"]
+    seq = 2 + JUMP_REJECTS_TO_REANCHOR
+    answer = post_points(api, driver, [{**far, "seq": seq, "ts": ts0 + 1000 * seq}])
+    assert answer.json() == {"ack": seq, "errors": []}
+
+
 def test_health_and_readiness_with_redis_up(gateway: Gateway) -> None:
     """/healthz is 200 {"status":"ok"}; /readyz is 200 while Redis answers."""
     health = httpx.get(f"{gateway.base}/healthz", timeout=5)
