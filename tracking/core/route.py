@@ -24,6 +24,11 @@ class Snap(NamedTuple):
     """Distance from the fix to the route (cross-track)."""
 
 
+def _inv_len2(dx: float, dy: float) -> float:
+    length2 = dx * dx + dy * dy
+    return 0.0 if length2 == 0.0 else 1.0 / length2
+
+
 class Route:
     """A polyline in lon/lat, measured in metres through a local projection.
 
@@ -38,9 +43,7 @@ class Route:
         "proj",
         "_xs",
         "_ys",
-        "_dx",
-        "_dy",
-        "_inv_len2",
+        "_segs",
         "_cum_m",
         "_cum_s",
         "_line",
@@ -74,11 +77,16 @@ class Route:
             seg = math.hypot(self._xs[i + 1] - self._xs[i], self._ys[i + 1] - self._ys[i])
             cum_m.append(cum_m[-1] + seg)
             cum_s.append(cum_s[-1] + seg / self.speeds_mps[i])
-        self._dx = [self._xs[i + 1] - self._xs[i] for i in range(n_seg)]
-        self._dy = [self._ys[i + 1] - self._ys[i] for i in range(n_seg)]
-        self._inv_len2 = [
-            0.0 if dx == dy == 0.0 else 1.0 / (dx * dx + dy * dy)
-            for dx, dy in zip(self._dx, self._dy, strict=True)
+        # Per segment: start x, y, direction dx, dy, 1 / length² (0 if empty).
+        self._segs = [
+            (
+                self._xs[i],
+                self._ys[i],
+                self._xs[i + 1] - self._xs[i],
+                self._ys[i + 1] - self._ys[i],
+                _inv_len2(self._xs[i + 1] - self._xs[i], self._ys[i + 1] - self._ys[i]),
+            )
+            for i in range(n_seg)
         ]
         self._cum_m = cum_m
         self._cum_s = cum_s
@@ -106,9 +114,9 @@ class Route:
         x, y = self.proj.to_xy(lon, lat)
         if lo_m <= 0.0 and hi_m >= self.length_m and self._line is not None:
             return self._snap_global(x, y)
-        xs, ys, cum = self._xs, self._ys, self._cum_m
-        dxs, dys, inv2 = self._dx, self._dy, self._inv_len2
-        n_seg = len(cum) - 1
+        cum = self._cum_m
+        segs = self._segs
+        n_seg = len(segs)
         first = min(max(bisect_right(cum, lo_m) - 1, 0), n_seg - 1)
         last = max(min(bisect_right(cum, hi_m) - 1, n_seg - 1), first)
         best_d2 = math.inf
@@ -116,11 +124,8 @@ class Route:
         best_t = 0.0
         # The hot loop of the service: plain floats, no calls, no allocations.
         for i in range(first, last + 1):
-            ax = xs[i]
-            ay = ys[i]
-            dx = dxs[i]
-            dy = dys[i]
-            t = ((x - ax) * dx + (y - ay) * dy) * inv2[i]
+            ax, ay, dx, dy, inv2 = segs[i]
+            t = ((x - ax) * dx + (y - ay) * dy) * inv2
             if t < 0.0:
                 t = 0.0
             elif t > 1.0:

@@ -22,8 +22,8 @@ BACKWARD_FIXES_TO_ACCEPT = 3
 """Consecutive fixes behind the car before progress is allowed to go back."""
 FULL_WEIGHT_ACC_M = 25.0
 """Fixes at least this accurate move progress all the way to their snap."""
-SNAP_BEHIND_M = 30.0
-SNAP_AHEAD_MIN_M = 30.0
+SNAP_BEHIND_M = 15.0
+SNAP_AHEAD_MIN_M = 20.0
 LIKELY_SPEED_MPS = 20.0
 """The snap window: behind the car a little, ahead as far as physically possible."""
 EXIT_RADIUS_FACTOR = 1.5
