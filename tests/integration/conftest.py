@@ -27,8 +27,10 @@ def redis_url() -> Iterator[str]:
 
 
 class Gateway:
-    def __init__(self, redis_url: str, env: dict[str, str], tmp: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self, redis_url: str, env: dict[str, str], tmp: Path, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}"
         full_env = {
@@ -87,8 +89,8 @@ def start_gateway(
 ) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def start(**env: str) -> Gateway:
-        gw = Gateway(redis_url, env, tmp_path_factory.mktemp("gw"))
+    def start(port: int | None = None, **env: str) -> Gateway:
+        gw = Gateway(redis_url, env, tmp_path_factory.mktemp("gw"), port)
         started.append(gw)
         return gw
 

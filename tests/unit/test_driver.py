@@ -61,3 +61,14 @@ def test_repeated_jumps_reanchor_on_the_new_position() -> None:
     seq = 2 + JUMP_REJECTS_TO_REANCHOR
     assert admit_point(driver, fix(seq, *far, NOW + 1000 * seq), NOW, CFG)
     assert driver.fix is not None and driver.fix["lon"] == far[0]
+
+
+def test_token_bucket_paces_instead_of_refusing() -> None:
+    """reserve() goes into debt and says how long to wait so the average rate holds."""
+    from tracking.core.limits import TokenBucket
+
+    bucket = TokenBucket(rate=100.0, capacity=200.0)
+    assert bucket.reserve(0.0, 150) == 0.0
+    assert bucket.reserve(0.0, 150) == pytest.approx(1.0)  # 100 tokens short at 100/s
+    assert bucket.reserve(1.0, 0) == pytest.approx(0.0)  # the debt was paid by waiting
+    assert not bucket.take(1.0, 1)

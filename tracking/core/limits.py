@@ -24,6 +24,13 @@ class TokenBucket:
         self.tokens -= n
         return True
 
+    def reserve(self, now_s: float, n: float) -> float:
+        """Take `n` tokens, going into debt if needed; returns the seconds to wait
+        before acting, so that the average rate holds (backpressure, not refusal)."""
+        self.take(now_s, 0.0)
+        self.tokens -= n
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
 
 class StrikeWindow:
     """Counts strikes (bad frames) in a sliding window of `window_s` seconds."""

@@ -133,6 +133,11 @@ class TripMessage(TypedDict):
     trip: dict[str, Any]
 
 
+DriverInbound = Annotated[AckMessage | TripMessage | ErrorMessage, Field(discriminator="type")]
+driver_inbound_adapter: TypeAdapter[Any] = TypeAdapter(DriverInbound)
+"""Decodes any frame the server sends on the driver stream (for driver apps)."""
+
+
 # --- trip channel events ---------------------------------------------------
 
 

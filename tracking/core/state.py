@@ -82,6 +82,8 @@ class TripState:
     (staleness uses the server clock)."""
     signal_lost: bool = False
     eta: dict[str, Any] | None = None
+    eta_arrive_drv_ms: int | None = None
+    """Smoothed predicted arrival in the driver's clock (ETA smoothing state)."""
     pace: float = 1.0
     """Smoothed ratio of the driver's speed to the road's expected speed."""
 

@@ -414,15 +414,21 @@ def _refresh_eta(
     previous = state.eta
     target = "pickup" if state.status == "assigned" else "dropoff"
     same_target = previous is not None and previous["target"] == target
-    arrive_ms = estimate_arrival_ms(
+    # Smooth in the driver's clock, the one the fixes' motion is measured in
+    # (a replayed batch or a sped-up simulator runs it apart from ours), then
+    # state the arrival in the server's clock.
+    clock_ms = state.driver["ts"] if state.driver is not None else now_ms
+    arrive_drv_ms = estimate_arrival_ms(
         route,
         state.along_m,
         state.pace,
-        now_ms,
-        previous["arrive_ts"] if same_target and previous else None,
+        clock_ms,
+        state.eta_arrive_drv_ms if same_target else None,
         dt_s,
     )
-    eta_s = max(0, math.ceil((arrive_ms - now_ms) / 1000))
+    state.eta_arrive_drv_ms = arrive_drv_ms
+    eta_s = max(0, math.ceil((arrive_drv_ms - clock_ms) / 1000))
+    arrive_ms = now_ms + eta_s * 1000
     distance_m = max(0, round(route.length_m - state.along_m))
     state.eta = {
         "target": target,

@@ -1,0 +1,1 @@
+"""Driver-app simulator: a pure movement model and a client that speaks the protocol."""
