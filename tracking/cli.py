@@ -51,7 +51,7 @@ def _serve(host: str, port: int, settings: Settings, banner: str | None = None) 
     return 0
 
 
-def _demo_banner(host: str, port: int, settings: Settings) -> str:
+def _try_it_banner(host: str, port: int, settings: Settings) -> str:
     from tracking.api.auth import issue_token
 
     secret = settings.resolved_jwt_secret()
@@ -85,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracking", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway (embedded Redis if unset)")
-    demo = sub.add_parser("demo", help="run the gateway and print how to try it")
+    demo = sub.add_parser("demo", help="Redis, the gateway and simulated drivers (make run)")
     for p in (serve, demo):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--drivers", type=int, default=20, help="simulated drivers (20)")
+    demo.add_argument("--speedup", type=float, default=1.0, help="simulated time per second")
     token = sub.add_parser("token", help="print a JWT signed with the configured secret")
     token.add_argument("role", choices=["ops", "driver", "rider"])
     token.add_argument("--sub", help="subject: the driver id for drivers")
@@ -104,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return _token(parser, args, settings)
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a port number")
-    banner = _demo_banner(args.host, args.port, settings) if args.command == "demo" else None
+    if args.command == "demo":
+        from driver_sim.demo import run_demo
+
+        return run_demo(args.host, args.port, drivers=args.drivers, speedup=args.speedup)
+    banner = _try_it_banner(args.host, args.port, settings) if sys.stdout.isatty() else None
     return _serve(args.host, args.port, settings, banner)
 
 

@@ -28,6 +28,7 @@ from tracking.core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from tracking.core.eta import DEFAULT_PACE_PRIOR
 from tracking.core.messages import Point, TripEvent
 from tracking.core.route import Route
 from tracking.core.state import CoreConfig, LonLatTuple, TripState
@@ -38,6 +39,7 @@ from tracking.store.trips import TripStore, Write, trail_entry
 log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 8
+PRIOR_CACHE_S = 10.0
 
 
 def now_ms() -> int:
@@ -78,6 +80,8 @@ class TrackingService:
         self.router = router
         self.cfg = core_config(settings)
         self._routes: OrderedDict[tuple[str, int], Route] = OrderedDict()
+        self._prior: tuple[float, float] = (0.0, DEFAULT_PACE_PRIOR)
+        """(monotonic time read, value) of the fleet's learned pace."""
 
     # --- routes ------------------------------------------------------------
 
@@ -113,6 +117,25 @@ class TrackingService:
         events, route = core.apply_route(state, coords, speeds, now)
         self._routes[(state.id, state.route_rev)] = route
         return events
+
+    # --- the fleet's pace (the learned ETA correction) ----------------------
+
+    async def pace_prior(self) -> float:
+        read_at, value = self._prior
+        if time.monotonic() - read_at > PRIOR_CACHE_S:
+            learned = await self.store.pace_prior()
+            value = learned if learned is not None else DEFAULT_PACE_PRIOR
+            self._prior = (time.monotonic(), value)
+        return value
+
+    async def _teach(self, state: TripState, events: Sequence[TripEvent]) -> None:
+        """A leg just ended: let its pace teach the fleet prior."""
+        arrived = any(
+            e["type"] == "status" and e["status"] in ("arrived_pickup", "arrived_dropoff")
+            for e in events
+        )
+        if arrived and state.pace_sample is not None:
+            await self.store.learn_pace(state.pace_sample)
 
     # --- trips -------------------------------------------------------------
 
@@ -163,6 +186,7 @@ class TrackingService:
 
     async def assign(self, trip_id: str, driver_id: str) -> TripState:
         driver = await self.store.load_driver(driver_id)
+        prior = await self.pace_prior()
         previous: list[str | None] = []
 
         def step(state: TripState, now: int) -> list[TripEvent]:
@@ -172,6 +196,7 @@ class TrackingService:
                 if driver.fix and now - driver.fix["ts"] < self.cfg.stale_after_s * 1000
                 else None
             )
+            state.pace_prior = prior
             return core.assign(state, driver_id, now, last_fix=recent)
 
         state, _ = await self.mutate(trip_id, step)
@@ -282,6 +307,7 @@ class TrackingService:
                 session.trip = work if work is not None and work.id == driver.trip_id else None
                 if work is not None:
                     await self._notify_driver(work, events)
+                    await self._teach(work, events)
                 return IngestResult(
                     driver.last_seq, errors, any(e["type"] == "status" for e in events)
                 )

@@ -27,13 +27,13 @@ def assert_trail_is_a_run_of_acked_points(trail_seqs: list[int], acked: list[int
 def test_fleet_completes_trips_and_every_acked_point_is_stored_once(
     gateway: Gateway, api: Api
 ) -> None:
-    """4 drivers, 20× speed, tunnels and dropped sockets: trips complete, trails are exact."""
+    """4 drivers, 40× speed, tunnels and dropped sockets: trips complete, trails are exact."""
     opts = SimOptions(
         url=gateway.base,
         secret=SECRET,
         map_path=default_map_path(),
         drivers=4,
-        speedup=20,
+        speedup=40,
         seed=7,
         trips=5,
         prefix="fleet",

@@ -79,15 +79,35 @@ def test_eta_targets_pickup_then_dropoff_and_counts_down() -> None:
     assert any(e["type"] == "eta" and e["target"] == "dropoff" for e in events)  # type: ignore[typeddict-item]
 
 
-def test_eta_matches_travel_time_at_road_speed() -> None:
-    """A driver at the road's speed gets an ETA close to the remaining route time."""
+def test_eta_starts_from_road_time_over_the_fleet_prior() -> None:
+    """Before the driver shows a pace, the ETA is road time divided by the fleet's prior."""
     state, route = assigned_trip_with_route()
+    state.pace_prior = state.pace = 0.8
     lon, lat = route.point_at(100)
     core.apply_fix(state, fix(1, lon, lat, NOW), NOW, CFG, route)
     lon, lat = route.point_at(110)
     core.apply_fix(state, fix(2, lon, lat, NOW + 1000), NOW + 1000, CFG, route)
     assert state.eta is not None
-    assert state.eta["eta_s"] == pytest.approx(route.time_remaining_s(110), abs=3)
+    assert state.eta["eta_s"] == pytest.approx(route.time_remaining_s(110) / 0.8, rel=0.1)
+
+
+def test_eta_learns_a_slow_drivers_pace() -> None:
+    """A driver at half the road speed (stops included) pulls the pace, and the ETA, down."""
+    state, route = assigned_trip_with_route()
+    state.pace_prior = state.pace = 1.0
+    along, seq, ts = 0.0, 0, NOW
+    for second in range(90):
+        # 10 s at road speed, then 10 s standing: half the road speed on average.
+        along += 10.0 if (second // 10) % 2 == 0 else 0.0
+        seq += 1
+        ts += 1000
+        core.apply_fix(state, fix(seq, *route.point_at(along), ts), ts, CFG, route)
+    observed = state.pace_gained_s / state.pace_elapsed_s
+    assert 0.5 <= observed <= 0.6  # what the driver did
+    assert observed < state.pace < 0.85  # shrunk towards the prior 1.0 (worth 120 s)
+    expected = route.time_remaining_s(state.along_m) / state.pace
+    assert state.eta is not None
+    assert state.eta["eta_s"] == pytest.approx(expected, rel=0.15)
 
 
 def test_assigned_trip_asks_for_a_route_from_the_driver() -> None:

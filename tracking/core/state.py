@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import orjson
 
+from tracking.core.eta import DEFAULT_PACE_PRIOR
 from tracking.core.messages import ACTIVE, Status
 
 Leg = Literal["plan", "pickup", "dropoff"]
@@ -84,8 +85,14 @@ class TripState:
     eta: dict[str, Any] | None = None
     eta_arrive_drv_ms: int | None = None
     """Smoothed predicted arrival in the driver's clock (ETA smoothing state)."""
-    pace: float = 1.0
-    """Smoothed ratio of the driver's speed to the road's expected speed."""
+    pace: float = DEFAULT_PACE_PRIOR
+    """Road-time covered per second driven (1.0: exactly at OSM road speeds)."""
+    pace_prior: float = DEFAULT_PACE_PRIOR
+    """The fleet's learned pace when the trip was assigned."""
+    pace_gained_s: float = 0.0
+    pace_elapsed_s: float = 0.0
+    pace_sample: float | None = None
+    """Set on arrival: this trip's pace, for the service to teach the fleet prior."""
 
     @property
     def active(self) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tracking.core.errors import IllegalTransition
-from tracking.core.eta import estimate_arrival_ms, update_pace
+from tracking.core.eta import MAX_GAP_S, estimate_arrival_ms, pace
 from tracking.core.geo import bearing_deg
 from tracking.core.messages import TERMINAL, Point, Status, TripEvent
 from tracking.core.route import Route
@@ -26,6 +26,8 @@ SNAP_BEHIND_M = 15.0
 SNAP_AHEAD_MIN_M = 20.0
 LIKELY_SPEED_MPS = 20.0
 """The snap window: behind the car a little, ahead as far as physically possible."""
+MIN_LEARNING_S = 60.0
+"""Driving time a trip needs before its pace teaches the fleet anything."""
 EXIT_RADIUS_FACTOR = 1.5
 """Leaving a zone needs this much more distance than entering it (hysteresis)."""
 
@@ -88,6 +90,8 @@ def assign(
     if state.driver_id != driver_id:
         state.driver = None
         state.driver_seq = 0
+        state.pace_gained_s = state.pace_elapsed_s = 0.0
+        state.pace = state.pace_prior
         if state.signal_lost:
             state.signal_lost = False
             seq, ts = state.next_event(now_ms)
@@ -180,10 +184,13 @@ def apply_fix(
         shown = _advance_along(state, fix, acc, dt_s, cfg, route)
         if shown is not None:
             shown_lon, shown_lat = shown
-        if observed_mps is None and 0.0 < dt_s <= 30.0:
-            observed_mps = max(0.0, state.along_m - old_along) / dt_s
-        if observed_mps is not None and 0.0 < dt_s <= 30.0:
-            state.pace = update_pace(state.pace, observed_mps, route.speed_at(state.along_m), dt_s)
+        if 0.0 < dt_s <= MAX_GAP_S:
+            if observed_mps is None:
+                observed_mps = max(0.0, state.along_m - old_along) / dt_s
+            gained_s = route.time_remaining_s(old_along) - route.time_remaining_s(state.along_m)
+            state.pace_gained_s += max(0.0, gained_s)
+            state.pace_elapsed_s += dt_s
+            state.pace = pace(state.pace_gained_s, state.pace_elapsed_s, state.pace_prior)
 
     heading = fix.heading
     if heading is None and previous is not None:
@@ -365,6 +372,9 @@ def _enter(state: TripState, target: Status, now_ms: int, route: Route) -> list[
         state.along_m = route.length_m
         state.progress = 1.0
         state.eta = None
+        if state.pace_elapsed_s >= MIN_LEARNING_S:
+            # What this trip teaches the fleet prior (the service collects it).
+            state.pace_sample = state.pace_gained_s / state.pace_elapsed_s
     elif target == "in_progress":
         events += _set_route(state, state.plan_coords, state.plan_speeds, "dropoff", now_ms)
         if state.driver is not None:

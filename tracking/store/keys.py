@@ -6,6 +6,8 @@ from __future__ import annotations
 GEO_KEY = "trk:{geo}:drivers"
 """GEO index of drivers' last positions, for `nearby`."""
 DEADLINES_KEY = "trk:{sched}:deadlines"
+PACE_KEY = "trk:{model}:pace"
+"""Hash: the fleet's learned pace (`pace`) and how many legs taught it (`n`)."""
 """Sorted set: trip id scored by when the core next needs a tick (ms)."""
 
 

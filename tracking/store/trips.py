@@ -16,6 +16,17 @@ from tracking.core.state import TripState
 from tracking.store import keys
 
 _WRITE_LUA = resources.files("tracking.store").joinpath("lua/write.lua").read_text()
+_LEARN_PACE_LUA = """
+-- Running mean for the first legs, then an exponential average that follows
+-- the city's traffic through the day.
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0') + 1
+local pace = tonumber(redis.call('HGET', KEYS[1], 'pace') or ARGV[1])
+local alpha = math.max(1 / n, tonumber(ARGV[2]))
+pace = pace + alpha * (tonumber(ARGV[1]) - pace)
+redis.call('HSET', KEYS[1], 'n', n, 'pace', tostring(pace))
+return tostring(pace)
+"""
+PACE_LEARNING_RATE = 0.05
 
 
 @dataclass(slots=True)
@@ -47,6 +58,7 @@ class TripStore:
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
         self._write = redis.register_script(_WRITE_LUA)
+        self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
 
     async def write(self, w: Write) -> bool:
         """Store `w` atomically. False on a compare-and-set conflict (nothing stored)."""
@@ -177,6 +189,14 @@ class TripStore:
             ),
         )
         return [(r[0].decode(), float(r[1]), float(r[2][0]), float(r[2][1])) for r in rows]
+
+    async def pace_prior(self) -> float | None:
+        """The fleet's learned pace, if any leg has taught it yet."""
+        raw = await self.redis.hget(keys.PACE_KEY, "pace")
+        return None if raw is None else float(raw)
+
+    async def learn_pace(self, sample: float) -> None:
+        await self._learn_pace(keys=[keys.PACE_KEY], args=[sample, PACE_LEARNING_RATE])
 
     async def publish_driver(self, driver_id: str, payload: bytes) -> None:
         await self.redis.publish(keys.driver_channel(driver_id), payload)
