@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/eta_accuracy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import geojson
 
 from tracking.core.geo import haversine_m
+from tracking.routing.traffic import SIGNAL_DELAY_S, delayed_speeds_mps
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,18 +22,34 @@ class RoutePlan:
             destination snap to the same spot). The first is the origin's
             projection onto its road, the last the destination's.
         speeds_mps: Expected travel speed of each segment ``coords[i] ->
-            coords[i + 1]``; ``len(speeds_mps) == len(coords) - 1``.
+            coords[i + 1]``, expected delays included (a segment ending at a
+            traffic signal is slower by the signal's expected wait, see
+            :mod:`tracking.routing.traffic`); ``len(speeds_mps) == len(coords) - 1``,
+            each finite, >= 1 m/s (or its road speed if that is lower) and
+            <= its road speed. Use these for ETAs.
         distance_m: Haversine length of the line.
-        duration_s: Expected travel time, the sum of segment length / speed.
+        duration_s: Expected travel time, the sum of segment length / speed,
+            so delays included.
+        road_speeds_mps: Free-flow expected speed of each segment, without
+            delays; what a car drives between the lights.
+        signals: Indices into ``coords`` of the vertices that are traffic
+            signals, ascending, strictly inside the route (never 0 nor the last).
     """
 
     coords: tuple[tuple[float, float], ...]
     speeds_mps: tuple[float, ...]
     distance_m: float
     duration_s: float
+    road_speeds_mps: tuple[float, ...]
+    signals: tuple[int, ...]
 
     @classmethod
-    def from_line(cls, coords: list[tuple[float, float]], speeds_mps: list[float]) -> RoutePlan:
+    def from_line(
+        cls,
+        coords: Sequence[tuple[float, float]],
+        speeds_mps: Sequence[float],
+        signals: Collection[int] = (),
+    ) -> RoutePlan:
         """Build a plan from a polyline, measuring distance and duration.
 
         Consecutive duplicate points are dropped together with the zero-length
@@ -40,7 +58,12 @@ class RoutePlan:
 
         Args:
             coords: (lon, lat) vertices, at least 1.
-            speeds_mps: Speed of each segment; ``len(coords) - 1`` items, all > 0.
+            speeds_mps: Free-flow speed of each segment; ``len(coords) - 1``
+                items, all > 0. Without signals these are also the expected speeds.
+            signals: Indices into ``coords`` of traffic-signal vertices; each
+                adds :data:`~tracking.routing.traffic.SIGNAL_DELAY_S` to the
+                expected time. Ones at the first or last point (after dropping
+                duplicates) are not passed and are ignored.
 
         Raises:
             ValueError: On mismatched lengths or an empty line.
@@ -49,20 +72,29 @@ class RoutePlan:
             raise ValueError("need n >= 1 coords and n - 1 speeds")
         kept = [coords[0]]
         kept_speeds: list[float] = []
-        for point, speed_mps in zip(coords[1:], speeds_mps, strict=True):
+        kept_signals: list[int] = []
+        for index, (point, speed_mps) in enumerate(zip(coords[1:], speeds_mps, strict=True), 1):
             if point != kept[-1]:
                 kept.append(point)
                 kept_speeds.append(speed_mps)
+            # A signal on a dropped duplicate is the one on the vertex kept in its place.
+            if index in signals and 0 < len(kept) - 1 not in kept_signals:
+                kept_signals.append(len(kept) - 1)
         if len(kept) == 1:
             first_speed_mps = speeds_mps[0] if speeds_mps else 1.0
-            return cls((kept[0], kept[0]), (first_speed_mps,), 0.0, 0.0)
-        distance_m = 0.0
-        duration_s = 0.0
-        for (lon1, lat1), (lon2, lat2), speed_mps in zip(kept, kept[1:], kept_speeds, strict=False):
-            length_m = haversine_m(lon1, lat1, lon2, lat2)
-            distance_m += length_m
-            duration_s += length_m / speed_mps
-        return cls(tuple(kept), tuple(kept_speeds), distance_m, duration_s)
+            road = (first_speed_mps,)
+            return cls((kept[0], kept[0]), road, 0.0, 0.0, road, ())
+        last = len(kept) - 1
+        passed = tuple(vertex for vertex in kept_signals if vertex < last)
+        lengths_m = [haversine_m(*a, *b) for a, b in zip(kept, kept[1:], strict=False)]
+        delays_s = dict.fromkeys(passed, SIGNAL_DELAY_S)
+        expected_mps = delayed_speeds_mps(lengths_m, kept_speeds, delays_s)
+        duration_s = sum(
+            length_m / speed_mps for length_m, speed_mps in zip(lengths_m, expected_mps, strict=True)
+        )
+        return cls(
+            tuple(kept), tuple(expected_mps), sum(lengths_m), duration_s, tuple(kept_speeds), passed
+        )
 
     def to_geojson(self) -> geojson.LineString:
         """The route as a ``geojson.LineString`` ([lon, lat] order; the geojson
