@@ -95,10 +95,9 @@ def main() -> None:
     for fraction in ETA_CHECKPOINTS:
         row = table[f"{int(fraction * 100)}%"]
         assert isinstance(row, dict)
-        print(
-            f"{int(fraction * 100):>3} %{'':<9}{row['n']:>6}"
-            f"{str(row['median_abs_error_pct']) + ' %':>15}{str(row['p90_abs_error_pct']) + ' %':>12}"
-        )
+        median = f"{row['median_abs_error_pct']} %"
+        p90 = f"{row['p90_abs_error_pct']} %"
+        print(f"{int(fraction * 100):>3} %{'':<9}{row['n']:>6}{median:>15}{p90:>12}")
     print(f"mid-trip median signed error: {table['mid_trip_median_signed_pct']} % (+ = late)")
     print("target: median |error| at 50 % <= 10 %")
     RESULTS.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Benchmark of tracking.routing on the bundled central-Helsinki extract.
 
-Prints the graph load time, its size, and route() latency percentiles over
-seeded random pairs of routable points.
+Prints the graph load time, its size and traffic signals, and route()
+latency percentiles over seeded random pairs of routable points.
 
 Usage: .venv/bin/python bench/routing.py [--pairs 200] [--seed 1] [--map PATH]
 """
@@ -34,6 +34,7 @@ def main() -> None:
     print(f"load time        {router.load_time_s * 1000:.1f} ms")
     print(f"nodes            {router.node_count}")
     print(f"directed edges   {router.edge_count}")
+    print(f"traffic signals  {router.graph.signal_count} graph nodes")
     print(f"bbox             {router.bbox}")
 
     rng = random.Random(args.seed)
@@ -41,15 +42,21 @@ def main() -> None:
     router.route(*pairs[0])  # warm-up: first call pays for lazy imports and caches
     latencies_ms: list[float] = []
     distances_m: list[float] = []
+    signals_per_km: list[float] = []
     for origin, destination in pairs:
         started = time.perf_counter()
         plan = router.route(origin, destination)
         latencies_ms.append((time.perf_counter() - started) * 1000)
         distances_m.append(plan.distance_m)
+        if plan.distance_m >= 400.0:
+            signals_per_km.append(len(plan.signals) / plan.distance_m * 1000)
     latencies_ms.sort()
     print(f"routes           {len(pairs)} seeded random pairs (seed {args.seed})")
     median_m, max_m = statistics.median(distances_m), max(distances_m)
     print(f"route distance   median {median_m:.0f} m, max {max_m:.0f} m")
+    print(
+        f"signals passed   median {statistics.median(signals_per_km):.1f} per km (routes >= 400 m)"
+    )
     print(f"route() p50      {_percentile(latencies_ms, 0.50):.2f} ms")
     print(f"route() p99      {_percentile(latencies_ms, 0.99):.2f} ms")
     print(f"route() max      {latencies_ms[-1]:.2f} ms")

@@ -5,7 +5,10 @@ randomness comes from the caller's ``random.Random``.
 
 The car never goes faster than the road's expected speed times its driver's
 factor, nor faster than lets it brake (``v² = v_limit² + 2 · brake · distance``)
-to the limit of every turn ahead and to rest at each random stop and at the end.
+to the limit of every turn ahead and to rest at each red traffic signal, at each
+random stop and at the end. Whether each signal is red, and how long the random
+waits are, follow :mod:`tracking.routing.traffic`, the same numbers the router's
+expected times are built on.
 Distances use :class:`tracking.core.route.Route`'s projection, so ``along_m`` is
 what the service's snapping reports for the true position.
 """
@@ -20,12 +23,31 @@ from dataclasses import dataclass
 
 from tracking.core.geo import bearing_deg
 from tracking.core.route import Route
+from tracking.routing.kinematics import (
+    ACCEL_MPS2,
+    BRAKE_MPS2,
+    LATERAL_MPS2,
+    TURN_TANGENT_M,
+    cumulative_m,
+    turn_angles_deg,
+    turn_radius_m,
+    turn_speed_limit_mps,
+)
+from tracking.routing.plan import RoutePlan
+from tracking.routing.traffic import P_RED, RED_WAIT_S, STOP_EVERY_M, STOP_S
+
+# The turn model lives with the router's, which must agree with it; re-exported here.
+__all__ = [
+    "DEFAULT_MOTION",
+    "Drive",
+    "Fix",
+    "MotionConfig",
+    "drive_for_plan",
+    "turn_radius_m",
+    "turn_speed_limit_mps",
+]
 
 MAX_SUBSTEP_S = 0.5  # Drive.step splits longer steps into equal parts of at most this
-TURN_WINDOW_M = 20.0  # a vertex's turn angle is measured between chords this long
-TURN_TANGENT_M = 10.0  # a turn's arc starts and ends this far from the corner
-MIN_TURN_RADIUS_M = 3.0
-MAX_TURN_RADIUS_M = 200.0
 NO_STOP_NEAR_END_M = 30.0  # random stops are never planned this close to the end
 _ARRIVE_EPS_M = 1e-6
 
@@ -34,12 +56,16 @@ _ARRIVE_EPS_M = 1e-6
 class MotionConfig:
     """How drivers drive and how their phones report it (ranges are uniform draws)."""
 
-    accel_mps2: float = 1.8  # gentle city acceleration
-    brake_mps2: float = 3.0  # comfortable braking, which the driver plans with
-    lateral_mps2: float = 2.5  # max lateral acceleration in turns -> turn speed limits
+    # The router's expected times assume these defaults (tracking.routing.kinematics).
+    accel_mps2: float = ACCEL_MPS2
+    brake_mps2: float = BRAKE_MPS2  # the driver plans braking with this
+    lateral_mps2: float = LATERAL_MPS2  # max lateral acceleration -> turn speed limits
     speed_factor: tuple[float, float] = (0.9, 1.05)  # cruise vs road speed, drawn per Drive
-    stop_every_m: float = 400.0  # mean gap between random stops, exponential; inf: none
-    stop_s: tuple[float, float] = (5.0, 35.0)  # duration of a random stop
+    # Traffic lights do most of the stopping; these are the rare other hold-ups.
+    stop_every_m: float = STOP_EVERY_M  # mean gap between random stops, exponential; inf: none
+    stop_s: tuple[float, float] = STOP_S  # duration of a random stop
+    red_prob: float = P_RED  # chance each traffic signal is red when the car comes
+    red_wait_s: tuple[float, float] = RED_WAIT_S  # wait at a red signal
     gps_sigma_m: float = 4.0  # normal noise per axis
     outlier_prob: float = 0.01  # chance a fix is an outlier
     outlier_m: tuple[float, float] = (30.0, 80.0)  # an outlier's distance from the truth
@@ -50,13 +76,14 @@ class MotionConfig:
     def __post_init__(self) -> None:
         positive = (self.accel_mps2, self.brake_mps2, self.lateral_mps2, self.speed_factor[0])
         sigmas = (self.gps_sigma_m, self.speed_sigma_mps, self.heading_sigma_deg)
-        ranges = (self.speed_factor, self.stop_s, self.outlier_m, self.acc_m)
+        ranges = (self.speed_factor, self.stop_s, self.red_wait_s, self.outlier_m, self.acc_m)
         if not (
             all(math.isfinite(value) and value > 0.0 for value in positive)
             and all(math.isfinite(value) and value >= 0.0 for value in sigmas)
             and all(math.isfinite(high) and 0.0 <= low <= high for low, high in ranges)
             and self.stop_every_m > 0.0
             and 0.0 <= self.outlier_prob <= 1.0
+            and 0.0 <= self.red_prob <= 1.0
         ):
             raise ValueError(f"invalid {self!r}")
 
@@ -78,29 +105,6 @@ class Fix:
     true_lat: float
 
 
-def turn_radius_m(turn_deg: float) -> float:
-    """Radius of the arc a car drives through a turn between two straight roads.
-
-    The arc is tangent to both roads :data:`TURN_TANGENT_M` from the corner
-    (``r = t / tan(angle / 2)``), clamped to
-    [:data:`MIN_TURN_RADIUS_M`, :data:`MAX_TURN_RADIUS_M`]: 90° gives 10 m,
-    a U-turn 3 m, 15° about 76 m. `turn_deg` is the change of direction (180 = U-turn).
-    """
-    half_rad = math.radians(min(abs(turn_deg), 180.0)) / 2.0
-    if half_rad == 0.0:
-        return MAX_TURN_RADIUS_M
-    return min(MAX_TURN_RADIUS_M, max(MIN_TURN_RADIUS_M, TURN_TANGENT_M / math.tan(half_rad)))
-
-
-def turn_speed_limit_mps(turn_deg: float, lateral_mps2: float) -> float:
-    """Highest speed through a turn of `turn_deg` at lateral acceleration `lateral_mps2`.
-
-    ``sqrt(lateral · radius)``: with 2.5 m/s², 90° gives 5 m/s, a U-turn
-    2.7 m/s, and turns under 15° (> 13.8 m/s) do not limit city driving.
-    """
-    return math.sqrt(lateral_mps2 * turn_radius_m(turn_deg))
-
-
 def _reachable_mps(
     speed_mps: float, gap_m: float, limit_mps: float, brake_mps2: float, dt_s: float
 ) -> float:
@@ -120,21 +124,18 @@ def _reachable_mps(
     return 2.0 * c / (math.sqrt(bdt * bdt + 4.0 * c) + bdt)
 
 
-def _turn_deg(ax: float, ay: float, bx: float, by: float) -> float:
-    """Unsigned angle between direction vectors a and b, degrees (0 when either is null)."""
-    return abs(math.degrees(math.atan2(ax * by - ay * bx, ax * bx + ay * by)))
-
-
 class Drive:
     """One vehicle driving one route polyline from its start to its end, then stopped.
 
     Everything random about the driving (the speed factor, where the random
-    stops are and how long they last) is drawn from `rng` at construction, so
-    how often :meth:`observe` is called never changes the trajectory. The same
-    seed and the same calls give the same fixes.
+    stops are, which signals are red, how long each wait lasts) is drawn from
+    `rng` at construction, so how often :meth:`observe` is called never changes
+    the trajectory. The same seed and the same calls give the same fixes.
 
-    A car whose `initial_speed_mps` is too high to stop in time runs past the
-    random stops it cannot make and stops hard at the route's end.
+    A car stops exactly on a red signal's position, waits, then drives on; a
+    green one it drives through, slowing only for the turn there. A car whose
+    `initial_speed_mps` is too high to stop in time runs past the stops it
+    cannot make and stops hard at the route's end.
     """
 
     def __init__(
@@ -144,15 +145,21 @@ class Drive:
         rng: random.Random,
         cfg: MotionConfig = DEFAULT_MOTION,
         initial_speed_mps: float = 0.0,
+        *,
+        signals_m: Sequence[float] = (),
     ) -> None:
         """Put a car at the start of a route.
 
         Args:
             coords: (lon, lat) vertices of the route, degrees; at least one.
-            speeds_mps: Expected road speed of each segment ``coords[i] -> coords[i + 1]``.
+            speeds_mps: Free-flow road speed of each segment ``coords[i] -> coords[i + 1]``
+                (not a plan's delay-including ``speeds_mps``: use :func:`drive_for_plan`).
             rng: The drive's randomness (driving plan now, GPS noise in :meth:`observe`).
             cfg: Driver and phone behaviour.
             initial_speed_mps: Speed at the start (a car already rolling), >= 0.
+            signals_m: Positions of traffic signals along the route, metres in
+                :class:`~tracking.core.route.Route`'s metric; ones not strictly
+                inside the route are ignored.
 
         Raises:
             ValueError: On an empty route, mismatched speeds or a bad initial speed.
@@ -164,17 +171,14 @@ class Drive:
         # Route gives the service's own metric (projection, point_at, speed_at).
         route = self._route = Route(coords, speeds_mps)
         xy = [route.proj.to_xy(lon, lat) for lon, lat in route.coords]
-        cum_m = [0.0]
-        for (x1, y1), (x2, y2) in zip(xy, xy[1:], strict=False):
-            cum_m.append(cum_m[-1] + math.hypot(x2 - x1, y2 - y1))
-        self._cum_m = cum_m
+        cum_m = self._cum_m = cumulative_m(xy)
         self._seg_heading_deg = _segment_headings(route.coords, cum_m)
 
         self._factor = rng.uniform(*cfg.speed_factor)
         self._top_mps = max(route.speeds_mps) * self._factor
         self._limits = self._plan_limits(xy)
         self._limit_from_m = [from_m for from_m, _, _ in self._limits]
-        self._stops = self._plan_stops(rng)
+        self._stops = sorted(self._plan_stops(rng) + self._plan_signals(rng, signals_m))
         self._next_stop = 0
 
         self._along_m = 0.0
@@ -189,15 +193,9 @@ class Drive:
         cum_m = self._cum_m
         route = self._route
         limits: list[tuple[float, float, float]] = []
+        angles_deg = turn_angles_deg(xy, cum_m)
         for i in range(1, len(cum_m) - 1):
-            # Chords rather than the two adjacent segments: a curve drawn with
-            # many short segments turns as much as it really does, and a lone
-            # digitising kink a metre long does not look like a corner.
-            x, y = xy[i]
-            bx, by = route.proj.to_xy(*route.point_at(cum_m[i] - TURN_WINDOW_M))
-            fx, fy = route.proj.to_xy(*route.point_at(cum_m[i] + TURN_WINDOW_M))
-            turn_deg = _turn_deg(x - bx, y - by, fx - x, fy - y)
-            turn_mps = turn_speed_limit_mps(turn_deg, self._cfg.lateral_mps2)
+            turn_mps = turn_speed_limit_mps(angles_deg[i], self._cfg.lateral_mps2)
             if turn_mps < self._top_mps:
                 # The whole arc, which starts and ends TURN_TANGENT_M from the corner.
                 from_m = max(0.0, cum_m[i] - TURN_TANGENT_M)
@@ -220,6 +218,20 @@ class Drive:
             if along_m > last_m:
                 return stops
             stops.append((along_m, rng.uniform(*cfg.stop_s)))
+
+    def _plan_signals(
+        self, rng: random.Random, signals_m: Sequence[float]
+    ) -> list[tuple[float, float]]:
+        """(along_m, wait_s) of the signals that will be red; green ones need no plan."""
+        cfg = self._cfg
+        red: list[tuple[float, float]] = []
+        for along_m in sorted(signals_m):
+            # Both draws for every signal, so one light's colour never shifts the next's.
+            is_red = rng.random() < cfg.red_prob
+            wait_s = rng.uniform(*cfg.red_wait_s)
+            if is_red and 0.0 < along_m < self._route.length_m:
+                red.append((along_m, wait_s))
+        return red
 
     @property
     def along_m(self) -> float:
@@ -277,7 +289,8 @@ class Drive:
 
     @property
     def stop_positions_m(self) -> tuple[float, ...]:
-        """Where along the route the random stops are planned (served or not)."""
+        """Where along the route the car plans to stop, at random or at a red
+        signal (served or not), in order."""
         return tuple(along_m for along_m, _ in self._stops)
 
     def step(self, dt_s: float) -> None:
@@ -348,7 +361,7 @@ class Drive:
                     self._next_stop += 1
                 continue
             if overshoots:
-                self._next_stop += 1  # too fast to make this random stop: drive through
+                self._next_stop += 1  # too fast to make this stop: drive through
             else:
                 moved_m = min(moved_m, gap_m)  # rounding must not carry it past the line
             self._along_m = min(length_m, along_m + moved_m)
@@ -387,6 +400,26 @@ class Drive:
             heading_deg = 0.0 if heading_deg >= 360.0 else heading_deg  # -1e-17 % 360 == 360.0
             self._reported_heading_deg = heading_deg
         return Fix(lon, lat, acc_m, speed_mps, heading_deg, true_lon, true_lat)
+
+
+def drive_for_plan(
+    plan: RoutePlan, rng: random.Random, cfg: MotionConfig = DEFAULT_MOTION
+) -> Drive:
+    """A car at the start of a planned route, meeting its traffic signals.
+
+    The car drives the plan's free-flow ``road_speeds_mps`` (its
+    ``speeds_mps`` already count the expected waits, which the drive itself
+    produces at the red lights), and each of ``plan.signals`` is a light.
+
+    Args:
+        plan: The route, e.g. from :meth:`tracking.routing.GraphRouter.route`.
+        rng: The drive's randomness.
+        cfg: Driver and phone behaviour.
+    """
+    route = Route(plan.coords)  # the projection a Drive measures positions with
+    cum_m = cumulative_m([route.proj.to_xy(lon, lat) for lon, lat in route.coords])
+    signals_m = [cum_m[index] for index in plan.signals]
+    return Drive(plan.coords, plan.road_speeds_mps, rng, cfg, signals_m=signals_m)
 
 
 def _segment_headings(coords: Sequence[tuple[float, float]], cum_m: Sequence[float]) -> list[float]:

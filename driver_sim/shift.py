@@ -15,7 +15,7 @@ from driver_sim.clock import SimClock
 from driver_sim.device import Outbox
 from driver_sim.dispatch import Dispatch, DispatchError
 from driver_sim.link import DriverLink
-from driver_sim.motion import Drive, MotionConfig
+from driver_sim.motion import Drive, MotionConfig, drive_for_plan
 from driver_sim.stats import Stats
 from tracking.routing import GraphRouter
 
@@ -168,15 +168,21 @@ class DriverShift:
         self, target: tuple[float, float], trip_id: str, leg: str, stop: asyncio.Event
     ) -> None:
         plan = self.router.route(self.position, target)
-        drive = Drive(plan.coords, plan.speeds_mps, self.rng, self.cfg.motion)
+        drive = drive_for_plan(plan, self.rng, self.cfg.motion)
         checkpoints: list[tuple[float, int, int | None]] = []
         todo = list(ETA_CHECKPOINTS)
+        last_ms = self.clock.now_ms()
         while not drive.done and not stop.is_set():
-            drive.step(self.cfg.interval_s)
+            await self.clock.sleep(self.cfg.interval_s)
+            # The car moves by the simulated time that really passed (sends and
+            # look-ups take time too), so positions, timestamps and arrival
+            # times all tell one story.
+            now_ms = self.clock.now_ms()
+            drive.step(max(0.001, (now_ms - last_ms) / 1000))
+            last_ms = now_ms
             await self._report(drive)
             if todo and drive.length_m > 0 and drive.along_m / drive.length_m >= todo[0]:
                 checkpoints.append((todo.pop(0), self.clock.now_ms(), await self._eta(leg)))
-            await self.clock.sleep(self.cfg.interval_s)
         self.position = (drive.lon, drive.lat)
         arrived_ms = self.clock.now_ms()
         if self.eta_log is not None and drive.done:
@@ -237,22 +243,20 @@ class DriverShift:
     async def _idle(self, sim_s: float) -> None:
         """Stand still for `sim_s`, reporting as the app does."""
         drive = Drive([self.position, self.position], [1.0], self.rng, self.cfg.motion)
-        waited = 0.0
-        while waited < sim_s:
+        until_ms = self.clock.now_ms() + int(sim_s * 1000)
+        while self.clock.now_ms() < until_ms:
             await self._report(drive)
             await self.clock.sleep(self.cfg.interval_s)
-            waited += self.cfg.interval_s
 
     async def _await_status(self, status: str, stop: asyncio.Event) -> bool:
         """Keep reporting at the stop until the service says `status` (or give up)."""
         drive = Drive([self.position, self.position], [1.0], self.rng, self.cfg.motion)
-        waited = 0.0
-        while not stop.is_set() and waited <= self.cfg.arrival_timeout_s:
+        until_ms = self.clock.now_ms() + int(self.cfg.arrival_timeout_s * 1000)
+        while not stop.is_set() and self.clock.now_ms() <= until_ms:
             if self._trip is not None and self._status_reached(status):
                 return True
             await self._report(drive)
             await self.clock.sleep(self.cfg.interval_s)
-            waited += self.cfg.interval_s
         return self._trip is not None and self._status_reached(status)
 
     def _status_reached(self, status: str) -> bool:

@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driver_sim.motion import Drive, Fix, MotionConfig, turn_speed_limit_mps
+from driver_sim.motion import Drive, Fix, MotionConfig, drive_for_plan, turn_speed_limit_mps
 from tracking.core.geo import LocalProjection, haversine_m
 from tracking.core.route import Route
 from tracking.routing import GraphRouter, RoutePlan, default_map_path, load_router
+from tracking.routing.kinematics import SpeedProfile, cumulative_m
+from tracking.routing.traffic import P_RED, RED_WAIT_S
 
 DT_S = 0.5
 EPS = 1e-6
@@ -67,12 +69,13 @@ def _drive(drive: Drive, dt_s: float = DT_S, limit_s: float = 3600.0) -> list[Sa
 
 
 def test_drive_reaches_the_end_in_a_plausible_time(plans: list[RoutePlan]) -> None:
-    """Stops and turns included, a drive takes 0.8x to 3x the route's expected duration."""
+    """Lights, stops and turns included, a drive takes 0.6x to 2x the route's expected
+    duration (which counts the lights' expected waits)."""
     for seed, plan in enumerate(plans):
-        drive = Drive(plan.coords, plan.speeds_mps, random.Random(seed))
+        drive = drive_for_plan(plan, random.Random(seed))
         _drive(drive)
         assert drive.done
-        assert 0.8 * plan.duration_s <= drive.elapsed_s <= 3.0 * plan.duration_s
+        assert 0.6 * plan.duration_s <= drive.elapsed_s <= 2.0 * plan.duration_s
         assert drive.along_m == drive.length_m
         assert drive.length_m == pytest.approx(plan.distance_m, rel=1e-3)
 
@@ -80,7 +83,7 @@ def test_drive_reaches_the_end_in_a_plausible_time(plans: list[RoutePlan]) -> No
 def test_car_stands_still_at_the_end(plans: list[RoutePlan]) -> None:
     """Once done, the car is on the route's last point with speed 0, and stays there."""
     plan = plans[0]
-    drive = Drive(plan.coords, plan.speeds_mps, random.Random(1))
+    drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(1))
     _drive(drive)
     arrived_s = drive.elapsed_s
     drive.step(10.0)
@@ -96,9 +99,9 @@ def test_speed_stays_within_the_road_speed_times_the_driver_factor(
     """Speed never exceeds the road's speed (here and overall) times the driver's factor."""
     cfg = MotionConfig()
     for seed, plan in enumerate(plans):
-        drive = Drive(plan.coords, plan.speeds_mps, random.Random(seed), cfg)
-        route = Route(plan.coords, plan.speeds_mps)
-        top_mps = max(plan.speeds_mps) * cfg.speed_factor[1]
+        drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(seed), cfg)
+        route = Route(plan.coords, plan.road_speeds_mps)
+        top_mps = max(plan.road_speeds_mps) * cfg.speed_factor[1]
         for sample in _drive(drive):
             assert 0.0 <= sample.speed_mps <= top_mps + EPS
             local_mps = route.speed_at(sample.along_m) * drive.speed_factor
@@ -115,7 +118,7 @@ def test_acceleration_and_braking_stay_within_the_config(
     when coming to rest on a stop line (dense stops make many such arrivals)."""
     cfg = MotionConfig(stop_every_m=stop_every_m)
     for seed, plan in enumerate(plans):
-        samples = _drive(Drive(plan.coords, plan.speeds_mps, random.Random(seed), cfg), dt_s)
+        samples = _drive(Drive(plan.coords, plan.road_speeds_mps, random.Random(seed), cfg), dt_s)
         for before, after in zip(samples, samples[1:], strict=False):
             rate_mps2 = (after.speed_mps - before.speed_mps) / dt_s
             assert -cfg.brake_mps2 - EPS <= rate_mps2 <= cfg.accel_mps2 + EPS
@@ -124,10 +127,10 @@ def test_acceleration_and_braking_stay_within_the_config(
 def test_along_never_decreases(plans: list[RoutePlan]) -> None:
     """Progress along the route is monotone and ends at the route's length."""
     plan = plans[1]
-    samples = _drive(Drive(plan.coords, plan.speeds_mps, random.Random(5)))
+    samples = _drive(Drive(plan.coords, plan.road_speeds_mps, random.Random(5)))
     alongs = [s.along_m for s in samples]
     assert alongs == sorted(alongs)
-    assert alongs[-1] == pytest.approx(Route(plan.coords, plan.speeds_mps).length_m)
+    assert alongs[-1] == pytest.approx(Route(plan.coords, plan.road_speeds_mps).length_m)
 
 
 def test_turn_speed_limit_falls_with_the_turn_angle() -> None:
@@ -163,7 +166,7 @@ def test_car_honours_every_planned_limit_ahead(plans: list[RoutePlan]) -> None:
     the limit of the stretch it is on (a turn's whole arc)."""
     cfg = MotionConfig()
     for seed, plan in enumerate(plans):
-        drive = Drive(plan.coords, plan.speeds_mps, random.Random(seed), cfg)
+        drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(seed), cfg)
         limits = drive.speed_limits
         assert limits, "a real city route has turns"
         for sample in _drive(drive, 0.2):
@@ -182,7 +185,9 @@ def test_sharp_real_turns_get_low_limits(router: GraphRouter) -> None:
     slowest_mps = min(
         limit_mps
         for plan in _long_routes(router, seed=7, count=5)
-        for _, _, limit_mps in Drive(plan.coords, plan.speeds_mps, random.Random(1)).speed_limits
+        for _, _, limit_mps in Drive(
+            plan.coords, plan.road_speeds_mps, random.Random(1)
+        ).speed_limits
     )
     assert slowest_mps <= sharp_mps
 
@@ -236,7 +241,9 @@ def test_heading_follows_the_road() -> None:
 def test_random_stops_halt_the_car_mid_route(plans: list[RoutePlan]) -> None:
     """With a stop every ~100 m the car stands still mid-route for at least 5 s."""
     plan = plans[0]
-    drive = Drive(plan.coords, plan.speeds_mps, random.Random(9), MotionConfig(stop_every_m=100.0))
+    drive = Drive(
+        plan.coords, plan.road_speeds_mps, random.Random(9), MotionConfig(stop_every_m=100.0)
+    )
     samples = _drive(drive)
     mid_route = [
         s for s in samples if s.speed_mps == 0.0 and 1.0 < s.along_m < drive.length_m - 1.0
@@ -254,7 +261,7 @@ def test_no_stop_is_planned_near_the_end(plans: list[RoutePlan]) -> None:
     cfg = MotionConfig(stop_every_m=5.0)
     for seed in range(20):
         plan = plans[seed % len(plans)]
-        drive = Drive(plan.coords, plan.speeds_mps, random.Random(seed), cfg)
+        drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(seed), cfg)
         assert drive.stop_positions_m
         assert max(drive.stop_positions_m) <= drive.length_m - 30.0
 
@@ -262,8 +269,8 @@ def test_no_stop_is_planned_near_the_end(plans: list[RoutePlan]) -> None:
 def test_observing_does_not_change_the_trajectory(plans: list[RoutePlan]) -> None:
     """The physics draws its randomness up front: calling observe() leaves the drive as is."""
     plan = plans[2]
-    quiet = Drive(plan.coords, plan.speeds_mps, random.Random(4))
-    watched = Drive(plan.coords, plan.speeds_mps, random.Random(4))
+    quiet = Drive(plan.coords, plan.road_speeds_mps, random.Random(4))
+    watched = Drive(plan.coords, plan.road_speeds_mps, random.Random(4))
     while not quiet.done:
         quiet.step(DT_S)
         watched.step(DT_S)
@@ -289,8 +296,8 @@ def test_gps_noise_matches_the_configured_sigma(plans: list[RoutePlan]) -> None:
     """Without outliers the mean error is about sigma * sqrt(pi / 2) (5 m for 4 m)."""
     cfg = MotionConfig(outlier_prob=0.0)
     plan = plans[0]
-    standing = Drive(plan.coords, plan.speeds_mps, random.Random(11), cfg)
-    moving = Drive(plan.coords, plan.speeds_mps, random.Random(12), cfg)
+    standing = Drive(plan.coords, plan.road_speeds_mps, random.Random(11), cfg)
+    moving = Drive(plan.coords, plan.road_speeds_mps, random.Random(12), cfg)
     for drive, dt_s in ((standing, 0.0), (moving, 0.1)):
         fixes = _fixes(drive, 2000, dt_s)
         mean_error_m = sum(_error_m(f) for f in fixes) / len(fixes)
@@ -304,7 +311,7 @@ def test_outliers_land_30_to_80_m_from_the_truth(plans: list[RoutePlan]) -> None
     """With outlier_prob=1 every fix is 30-80 m off yet reports an ordinary accuracy."""
     cfg = MotionConfig(outlier_prob=1.0)
     plan = plans[0]
-    fixes = _fixes(Drive(plan.coords, plan.speeds_mps, random.Random(13), cfg), 2000, 0.2)
+    fixes = _fixes(Drive(plan.coords, plan.road_speeds_mps, random.Random(13), cfg), 2000, 0.2)
     errors_m = [_error_m(f) for f in fixes]
     assert 29.9 <= min(errors_m) and max(errors_m) <= 80.1
     assert all(cfg.acc_m[0] <= f.acc_m <= cfg.acc_m[1] for f in fixes)
@@ -313,7 +320,7 @@ def test_outliers_land_30_to_80_m_from_the_truth(plans: list[RoutePlan]) -> None
 def test_fix_reports_the_true_position_alongside_the_noisy_one(plans: list[RoutePlan]) -> None:
     """true_lon/true_lat is the car's position, in lon/lat order."""
     plan = plans[0]
-    drive = Drive(plan.coords, plan.speeds_mps, random.Random(14))
+    drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(14))
     drive.step(20.0)
     fix = drive.observe()
     assert (fix.true_lon, fix.true_lat) == (drive.lon, drive.lat)
@@ -323,7 +330,7 @@ def test_fix_reports_the_true_position_alongside_the_noisy_one(plans: list[Route
 def test_stopped_phone_keeps_its_last_heading(plans: list[RoutePlan]) -> None:
     """While the car stands at the end, every fix repeats the last heading reported."""
     plan = plans[0]
-    drive = Drive(plan.coords, plan.speeds_mps, random.Random(15))
+    drive = Drive(plan.coords, plan.road_speeds_mps, random.Random(15))
     last_heading_deg = 0.0
     while not drive.done:
         drive.step(DT_S)
@@ -336,7 +343,7 @@ def test_same_seed_gives_identical_fixes(plans: list[RoutePlan]) -> None:
     """Two drives with the same seed report the same fixes; another seed does not."""
     plan = plans[3]
     first, second, other = (
-        _fixes(Drive(plan.coords, plan.speeds_mps, random.Random(seed)), 300, 1.0)
+        _fixes(Drive(plan.coords, plan.road_speeds_mps, random.Random(seed)), 300, 1.0)
         for seed in (21, 21, 22)
     )
     assert first == second
@@ -373,7 +380,7 @@ def test_any_step_sequence_keeps_progress_monotone_and_speed_non_negative(
     plan = plans[4]
     drive = Drive(
         plan.coords,
-        plan.speeds_mps,
+        plan.road_speeds_mps,
         random.Random(seed),
         MotionConfig(stop_every_m=150.0),
         initial_speed_mps=initial_speed_mps,
@@ -389,3 +396,93 @@ def test_any_step_sequence_keeps_progress_monotone_and_speed_non_negative(
         if not drive.done:
             assert drive.elapsed_s == pytest.approx(total_s)
         along_m = drive.along_m
+
+
+# --- traffic signals --------------------------------------------------------
+
+
+def _signal_positions_m(plan: RoutePlan) -> list[float]:
+    route = Route(plan.coords)
+    cum_m = cumulative_m([route.proj.to_xy(lon, lat) for lon, lat in route.coords])
+    return [cum_m[index] for index in plan.signals]
+
+
+@pytest.fixture(scope="module")
+def signal_plan(router: GraphRouter) -> RoutePlan:
+    """A route through at least three traffic signals."""
+    for plan in _long_routes(router, seed=31, count=20):
+        if len(plan.signals) >= 3:
+            return plan
+    raise AssertionError("no route of 20 passes three signals")
+
+
+def test_motion_defaults_match_the_routers_traffic_model() -> None:
+    """The world's lights are the router's: same red chance and waits; random stops rare."""
+    cfg = MotionConfig()
+    assert (cfg.red_prob, cfg.red_wait_s) == (P_RED, RED_WAIT_S) == (0.45, (5.0, 30.0))
+    assert cfg.stop_every_m == 2000.0
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError):
+            MotionConfig(red_prob=bad)
+    with pytest.raises(ValueError):
+        MotionConfig(red_wait_s=(30.0, 5.0))
+
+
+def test_drive_for_plan_puts_the_lights_at_the_plans_signal_vertices(
+    signal_plan: RoutePlan,
+) -> None:
+    """With every light red the planned stops are exactly at the signal vertices."""
+    cfg = MotionConfig(stop_every_m=math.inf, red_prob=1.0)
+    drive = drive_for_plan(signal_plan, random.Random(1), cfg)
+    assert drive.stop_positions_m == pytest.approx(_signal_positions_m(signal_plan))
+    assert drive.length_m == pytest.approx(signal_plan.distance_m, rel=1e-3)
+
+
+@pytest.mark.parametrize("dt_s", [DT_S, 0.2])
+def test_car_stands_at_every_red_light_for_at_least_the_shortest_wait(
+    signal_plan: RoutePlan, dt_s: float
+) -> None:
+    """red_prob=1: the car stops on each signal's position and stands there, speed 0,
+    for at least red_wait_s[0] before driving on."""
+    cfg = MotionConfig(stop_every_m=math.inf, red_prob=1.0)
+    samples = _drive(drive_for_plan(signal_plan, random.Random(2), cfg), dt_s)
+    for signal_m in _signal_positions_m(signal_plan):
+        standing = [s for s in samples if s.along_m == signal_m and s.speed_mps == 0.0]
+        assert standing, f"no stop at the signal {signal_m:.1f} m along"
+        # Sampled every dt_s, the stand is seen for at least its length minus one step.
+        assert standing[-1].elapsed_s - standing[0].elapsed_s >= cfg.red_wait_s[0] - dt_s
+    assert samples[-1].along_m == pytest.approx(signal_plan.distance_m, rel=1e-3)
+
+
+def test_car_drives_through_green_lights_without_stopping(signal_plan: RoutePlan) -> None:
+    """red_prob=0 and no random stops: the speed is never 0 between start and end."""
+    cfg = MotionConfig(stop_every_m=math.inf, red_prob=0.0)
+    drive = drive_for_plan(signal_plan, random.Random(3), cfg)
+    assert drive.stop_positions_m == ()
+    samples = _drive(drive)
+    assert all(s.speed_mps > 0.0 for s in samples if 0.0 < s.along_m < drive.length_m)
+
+
+def test_green_drive_takes_the_routers_expected_driving_time() -> None:
+    """All green, no stops, driver factor 1: the world drives an L-shaped route with a
+    light in the time the router's speed profile predicts (turn, start, end included)."""
+    cfg = MotionConfig(stop_every_m=math.inf, red_prob=0.0, speed_factor=(1.0, 1.0))
+    drive = Drive(L_COORDS, L_SPEEDS, random.Random(4), cfg, signals_m=[150.0])
+    _drive(drive, 0.05)
+    route = Route(L_COORDS)
+    xy = [route.proj.to_xy(lon, lat) for lon, lat in route.coords]
+    expected_s = sum(SpeedProfile(xy, L_SPEEDS).segment_times_s(len(L_SPEEDS)))
+    assert drive.elapsed_s == pytest.approx(expected_s, rel=0.01)
+
+
+def test_router_expected_times_match_the_simulated_world(router: GraphRouter) -> None:
+    """Over seeded routes with default drivers, lights and stops, elapsed / planned
+    duration has a median near 1 (the router counts what the world does)."""
+    ratios = []
+    for seed, plan in enumerate(_long_routes(router, seed=77, count=40)):
+        drive = drive_for_plan(plan, random.Random(seed))
+        _drive(drive, 1.0)
+        ratios.append(drive.elapsed_s / plan.duration_s)
+    ratios.sort()
+    median = (ratios[19] + ratios[20]) / 2
+    assert 0.93 <= median <= 1.1

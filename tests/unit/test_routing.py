@@ -13,8 +13,10 @@ from tracking.core.errors import InvalidPosition, NoRoute, OutsideCoverage
 from tracking.core.geo import LocalProjection, haversine_m
 from tracking.routing import GraphRouter, RoutePlan, Router, default_map_path, load_router
 from tracking.routing.graph import RoadGraph
-from tracking.routing.osm import DrivableWay
+from tracking.routing.kinematics import run_time_s
+from tracking.routing.osm import DrivableWay, is_traffic_signal, read_roads
 from tracking.routing.tags import WayRule, classify_way, expected_speed_mps, parse_maxspeed_kmh
+from tracking.routing.traffic import P_RED, RED_WAIT_S, SIGNAL_DELAY_S, expected_extra_s
 
 Point = tuple[float, float]
 
@@ -165,7 +167,7 @@ def test_distance_and_duration_match_the_line(router: GraphRouter) -> None:
             piece_m / speed for piece_m, speed in zip(pieces_m, plan.speeds_mps, strict=True)
         )
         assert plan.duration_s == pytest.approx(expected_s, rel=0.01)
-        assert all(1.0 < speed < 40.0 for speed in plan.speeds_mps)
+        assert all(1.0 <= speed < 40.0 for speed in plan.speeds_mps)
 
 
 def test_random_pairs_always_route(router: GraphRouter) -> None:
@@ -333,3 +335,164 @@ def test_route_plan_drops_duplicates() -> None:
     assert plan.coords == (a, b)
     assert plan.speeds_mps == (10.0,)
     assert plan.duration_s == pytest.approx(plan.distance_m / 10.0)
+    assert plan.road_speeds_mps == plan.speeds_mps and plan.signals == ()
+
+
+# --- traffic signals --------------------------------------------------------
+
+
+def _free_flow_s(plan: RoutePlan) -> float:
+    return sum(
+        haversine_m(*a, *b) / speed_mps
+        for a, b, speed_mps in zip(plan.coords, plan.coords[1:], plan.road_speeds_mps, strict=False)
+    )
+
+
+def _metric_xy(plan: RoutePlan) -> list[tuple[float, float]]:
+    count = len(plan.coords)
+    projection = LocalProjection(
+        sum(lon for lon, _ in plan.coords) / count, sum(lat for _, lat in plan.coords) / count
+    )
+    return [projection.to_xy(lon, lat) for lon, lat in plan.coords]
+
+
+def _east_line(*east_m: float) -> list[Point]:
+    projection = LocalProjection(24.94, 60.17)
+    return [projection.to_lon_lat(x_m, 0.0) for x_m in east_m]
+
+
+def test_expected_signal_delay_is_p_red_times_the_mean_red_wait() -> None:
+    """One signal costs P_RED × mean(RED_WAIT_S): 0.45 × 17.5 s ≈ 7.9 s."""
+    assert SIGNAL_DELAY_S == pytest.approx(P_RED * sum(RED_WAIT_S) / 2)
+    assert SIGNAL_DELAY_S == pytest.approx(7.875)
+
+
+def test_signal_tags() -> None:
+    """Junction lights and signalled pedestrian crossings both stop cars."""
+    assert is_traffic_signal({"highway": "traffic_signals"})
+    assert is_traffic_signal({"highway": "crossing", "crossing": "traffic_signals"})
+    assert not is_traffic_signal({"highway": "crossing", "crossing": "uncontrolled"})
+    assert not is_traffic_signal({"highway": "stop"})
+
+
+def test_signals_are_found_in_the_helsinki_extract(router: GraphRouter) -> None:
+    """Central Helsinki has hundreds of signal nodes, most of them on drivable roads."""
+    roads = read_roads(default_map_path())
+    assert len(roads.signal_node_ids) > 100
+    assert 100 < router.graph.signal_count <= len(roads.signal_node_ids)
+    assert router.graph.signal_count == sum(router.graph.node_signal)
+
+
+def test_plan_signals_are_signal_nodes_strictly_inside_the_route(router: GraphRouter) -> None:
+    """plan.signals index the route's signal vertices, never its first or last point."""
+    graph = router.graph
+    signal_points = {
+        (graph.node_lon[node], graph.node_lat[node])
+        for node in range(graph.node_count)
+        if graph.node_signal[node]
+    }
+    passed = 0
+    for origin, destination in _random_pairs(router, seed=17, count=40):
+        plan = router.route(origin, destination)
+        assert list(plan.signals) == sorted(set(plan.signals))
+        assert all(0 < index < len(plan.coords) - 1 for index in plan.signals)
+        inner = range(1, len(plan.coords) - 1)
+        assert {i for i in inner if plan.coords[i] in signal_points} == set(plan.signals)
+        passed += len(plan.signals)
+    assert passed > 0
+
+
+def test_signal_waits_add_exactly_their_expected_delay() -> None:
+    """On a plan from a line, each signal passed adds exactly SIGNAL_DELAY_S, on the
+    segment ending at it, and no speed exceeds the road's."""
+    coords = _east_line(0.0, 200.0, 400.0, 600.0)
+    road_mps = [10.0, 10.0, 10.0]
+    plain = RoutePlan.from_line(coords, road_mps)
+    plan = RoutePlan.from_line(coords, road_mps, signals=[1, 2])
+    assert plan.signals == (1, 2)
+    assert plan.road_speeds_mps == plain.speeds_mps == tuple(road_mps)
+    assert plan.distance_m == plain.distance_m
+    assert plan.duration_s == pytest.approx(_free_flow_s(plan) + 2 * SIGNAL_DELAY_S, rel=1e-9)
+    assert plan.speeds_mps[2] == road_mps[2]
+    assert all(s < r for s, r in zip(plan.speeds_mps[:2], road_mps[:2], strict=True))
+
+
+def test_signals_at_the_ends_are_not_waited_at() -> None:
+    """A signal on the first or last point (duplicates dropped) is not passed."""
+    coords = _east_line(0.0, 0.0, 200.0, 400.0, 400.0)
+    plan = RoutePlan.from_line(coords, [10.0] * 4, signals=[0, 1, 2, 3, 4])
+    assert plan.signals == (1,)
+    assert plan.duration_s == pytest.approx(_free_flow_s(plan) + SIGNAL_DELAY_S, rel=1e-9)
+
+
+def test_a_signal_after_a_tiny_segment_spills_its_wait_before_it() -> None:
+    """A 0.4 m segment cannot hold a 7.9 s wait at >= 1 m/s: the rest goes on the one
+    before, every speed stays finite and >= 1 m/s, and the total is still exact."""
+    coords = _east_line(0.0, 100.0, 100.4, 200.0)
+    plan = RoutePlan.from_line(coords, [10.0, 10.0, 10.0], signals=[2])
+    assert all(math.isfinite(speed) and speed >= 1.0 for speed in plan.speeds_mps)
+    assert plan.speeds_mps[1] == pytest.approx(1.0)
+    assert plan.speeds_mps[0] < 10.0
+    assert plan.speeds_mps[2] == 10.0
+    assert plan.duration_s == pytest.approx(_free_flow_s(plan) + SIGNAL_DELAY_S, rel=1e-9)
+
+
+def test_router_durations_are_free_flow_plus_expected_waits_and_losses(
+    router: GraphRouter,
+) -> None:
+    """A routed plan takes its free-flow time plus SIGNAL_DELAY_S per signal plus the
+    expected driving losses; its speeds are finite, >= 1 m/s and <= the road's."""
+    with_signals = 0
+    for origin, destination in _random_pairs(router, seed=5, count=40):
+        plan = router.route(origin, destination)
+        if plan.distance_m == 0.0:
+            continue
+        assert len(plan.road_speeds_mps) == len(plan.speeds_mps)
+        for speed_mps, road_mps in zip(plan.speeds_mps, plan.road_speeds_mps, strict=True):
+            assert math.isfinite(speed_mps) and 1.0 <= speed_mps <= road_mps
+        free_s = _free_flow_s(plan)
+        losses_s = sum(expected_extra_s(_metric_xy(plan), plan.road_speeds_mps, plan.signals))
+        waits_s = len(plan.signals) * SIGNAL_DELAY_S
+        assert plan.duration_s - free_s - losses_s == pytest.approx(waits_s, rel=0.01, abs=0.05)
+        if plan.signals:
+            with_signals += 1
+            assert plan.duration_s > free_s + waits_s
+    assert with_signals > 10
+
+
+def _way(node_ids: tuple[int, ...], speed_mps: float) -> DrivableWay:
+    lons = tuple(24.9 + 0.001 * (n % 10) for n in node_ids)
+    lats = tuple(60.17 + 0.001 * (n // 10) for n in node_ids)
+    return DrivableWay(node_ids, lons, lats, WayRule(True, True, speed_mps))
+
+
+@pytest.mark.parametrize(("signals", "via_node"), [(frozenset(), 1), (frozenset({1}), 11)])
+def test_search_avoids_a_light_when_a_detour_is_faster_than_its_wait(
+    signals: frozenset[int], via_node: int
+) -> None:
+    """A 111 m street at 10 m/s (11.1 s) beats a 333 m detour at 25 m/s (13.3 s), until
+    a signal on it adds its expected wait (7.9 s)."""
+    ways = [_way((0, 1, 2), 10.0), _way((0, 10, 11, 12, 2), 25.0)]
+    graph = RoadGraph(ways, signals)
+    index_of = {
+        (round(graph.node_lon[i], 6), round(graph.node_lat[i], 6)): i
+        for i in range(graph.node_count)
+    }
+    start = index_of[(24.9, 60.17)]
+    goal = index_of[(24.902, 60.17)]
+    via = index_of[
+        (round(24.9 + 0.001 * (via_node % 10), 6), round(60.17 + 0.001 * (via_node // 10), 6))
+    ]
+    result = graph.shortest_path({start: 0.0}, {goal: 0.0}, 24.902, 60.17)
+    assert result is not None
+    assert via in {graph.edge_target[edge] for edge in result.edges}
+
+
+def test_run_time_covers_speeding_up_cruising_and_braking() -> None:
+    """From rest to rest over 300 m at 10 m/s: 10/1.8 + 10/3 s of ramps, the rest at 10 m/s."""
+    ramps_m = 100 / 3.6 + 100 / 6.0
+    expected_s = 10 / 1.8 + 10 / 3.0 + (300.0 - ramps_m) / 10.0
+    assert run_time_s(300.0, 10.0, 0.0, 0.0) == pytest.approx(expected_s)
+    assert run_time_s(300.0, 10.0, 10.0, 10.0) == pytest.approx(30.0)
+    # Too short to reach cruise: a triangle, still slower than the cruise time.
+    assert run_time_s(5.0, 10.0, 0.0, 0.0) > 0.5

@@ -104,7 +104,12 @@ def test_eta_learns_a_slow_drivers_pace() -> None:
         core.apply_fix(state, fix(seq, *route.point_at(along), ts), ts, CFG, route)
     observed = state.pace_gained_s / state.pace_elapsed_s
     assert 0.5 <= observed <= 0.6  # what the driver did
-    assert observed < state.pace < 0.85  # shrunk towards the prior 1.0 (worth 120 s)
+    # Shrunk towards the prior 1.0, which is worth PRIOR_WEIGHT_S of driving.
+    from tracking.core.eta import PRIOR_WEIGHT_S
+
+    shrunk = (state.pace_gained_s + PRIOR_WEIGHT_S) / (state.pace_elapsed_s + PRIOR_WEIGHT_S)
+    assert state.pace == pytest.approx(shrunk)
+    assert observed < state.pace < 1.0
     expected = route.time_remaining_s(state.along_m) / state.pace
     assert state.eta is not None
     assert state.eta["eta_s"] == pytest.approx(expected, rel=0.15)

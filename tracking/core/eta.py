@@ -15,11 +15,11 @@ from tracking.core.route import Route
 
 PACE_MIN = 0.2
 PACE_MAX = 2.0
-PRIOR_WEIGHT_S = 120.0
+PRIOR_WEIGHT_S = 600.0
 """How many seconds of the driver's own driving the fleet prior is worth."""
-DEFAULT_PACE_PRIOR = 0.75
-"""Until the fleet has taught it better: city traffic (lights, turns, starts)
-runs slower than OSM road speeds suggest."""
+DEFAULT_PACE_PRIOR = 1.0
+"""Until the fleet has taught it better, trust the router: its expected times
+already count lights, turns, starts and stops."""
 ARRIVAL_TAU_S = 6.0
 """Time constant of the arrival-time smoothing."""
 MAX_GAP_S = 30.0

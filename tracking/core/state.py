@@ -89,6 +89,8 @@ class TripState:
     """Road-time covered per second driven (1.0: exactly at OSM road speeds)."""
     pace_prior: float = DEFAULT_PACE_PRIOR
     """The fleet's learned pace when the trip was assigned."""
+    pace_along_m: float = 0.0
+    """Furthest point of the current route that pace has counted."""
     pace_gained_s: float = 0.0
     pace_elapsed_s: float = 0.0
     pace_sample: float | None = None

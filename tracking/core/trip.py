@@ -19,6 +19,8 @@ from tracking.core.route import Route
 from tracking.core.state import CoreConfig, LonLatTuple, TripState
 
 BACKWARD_FIXES_TO_ACCEPT = 3
+BACKWARD_NOISE_M = 10.0
+"""A snap less than this (or the fix's accuracy) behind the car is noise, not reversing."""
 """Consecutive fixes behind the car before progress is allowed to go back."""
 FULL_WEIGHT_ACC_M = 25.0
 """Fixes at least this accurate move progress all the way to their snap."""
@@ -187,8 +189,13 @@ def apply_fix(
         if 0.0 < dt_s <= MAX_GAP_S:
             if observed_mps is None:
                 observed_mps = max(0.0, state.along_m - old_along) / dt_s
-            gained_s = route.time_remaining_s(old_along) - route.time_remaining_s(state.along_m)
-            state.pace_gained_s += max(0.0, gained_s)
+            # Only new ground counts: jitter back and forth must not count twice.
+            if state.along_m > state.pace_along_m:
+                gained_s = route.time_remaining_s(state.pace_along_m) - route.time_remaining_s(
+                    state.along_m
+                )
+                state.pace_gained_s += gained_s
+                state.pace_along_m = state.along_m
             state.pace_elapsed_s += dt_s
             state.pace = pace(state.pace_gained_s, state.pace_elapsed_s, state.pace_prior)
 
@@ -309,13 +316,15 @@ def _advance_along(
         state.back_fixes = 0
         weight = min(1.0, FULL_WEIGHT_ACC_M / max(acc, 1.0))
         state.along_m += weight * (snap.along_m - state.along_m)
-    else:
+    elif snap.along_m < state.along_m - max(acc, BACKWARD_NOISE_M):
         # One noisy fix behind the car must not move it backwards; a driver
         # who really turned around shows it over several fixes.
         state.back_fixes += 1
         if state.back_fixes >= BACKWARD_FIXES_TO_ACCEPT:
             state.back_fixes = 0
             state.along_m = snap.along_m
+    else:
+        state.back_fixes = 0  # within the fix's noise: a car standing still
     length = route.length_m
     state.progress = 1.0 if length <= 0.0 else min(1.0, state.along_m / length)
     return route.point_at(state.along_m)
@@ -380,7 +389,7 @@ def _enter(state: TripState, target: Status, now_ms: int, route: Route) -> list[
         if state.driver is not None:
             plan = Route(state.plan_coords, state.plan_speeds)
             snap = plan.snap(state.driver["lon"], state.driver["lat"])
-            state.along_m = snap.along_m
+            state.along_m = state.pace_along_m = snap.along_m
             state.progress = 0.0 if plan.length_m <= 0 else min(1.0, snap.along_m / plan.length_m)
             events += _refresh_eta(state, plan, now_ms, 0.0, force=True)
     elif target in TERMINAL:
@@ -409,6 +418,7 @@ def _set_route(
     state.leg = leg  # type: ignore[assignment]
     state.route_rev += 1
     state.along_m = 0.0
+    state.pace_along_m = 0.0
     state.progress = 0.0
     state.back_fixes = state.off_fixes = 0
     state.reroute_wanted = False

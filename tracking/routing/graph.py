@@ -1,8 +1,9 @@
 """Compact directed road graph with travel-time shortest paths.
 
 Nodes are the OSM nodes of drivable ways (every way node is kept so the
-geometry follows the road). A *segment* is the straight piece of road between
-two consecutive way nodes; it yields one directed edge per allowed direction.
+geometry follows the road); some are traffic signals. A *segment* is the
+straight piece of road between two consecutive way nodes; it yields one
+directed edge per allowed direction.
 Everything is stored in flat Python lists indexed by int, which is what the
 pure-Python search loop reads fastest, and nothing is mutated after
 construction, so searches may run concurrently from several threads.
@@ -11,12 +12,13 @@ construction, so searches may run concurrently from several threads.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import heappop, heappush
 
 from tracking.core.geo import EARTH_RADIUS_M, haversine_m
 from tracking.routing.osm import DrivableWay
+from tracking.routing.traffic import SIGNAL_DELAY_S
 
 _DEG = math.pi / 180.0
 # Shrinks the A* distance bound a little so small errors of the flat-earth
@@ -49,23 +51,30 @@ class RoadGraph:
 
     Attributes:
         node_lon / node_lat: Node coordinates, degrees, by node index.
+        node_signal: Whether each node is a traffic signal.
         seg_u / seg_v: Segment end nodes, in way order.
         seg_length_m / seg_speed_mps / seg_cost_s: Per-segment length (haversine),
             expected speed and travel time.
         seg_forward / seg_backward: Whether u->v / v->u travel is allowed.
         edge_source / edge_target / edge_segment / edge_cost_s: Directed edges,
             sorted by source; ``edge_offsets[n]:edge_offsets[n + 1]`` are the
-            edges leaving node ``n``.
+            edges leaving node ``n``. An edge's cost is its segment's travel
+            time plus the expected signal delay when its target is a signal,
+            so the search prefers routes through fewer lights.
         component: Strongly connected component id of each node.
         main_component: Id of the largest strongly connected component.
         max_speed_mps: Fastest segment speed (bounds the A* heuristic).
     """
 
-    def __init__(self, ways: Iterable[DrivableWay]) -> None:
+    def __init__(
+        self, ways: Iterable[DrivableWay], signal_node_ids: Collection[int] = frozenset()
+    ) -> None:
         """Build the graph.
 
         Args:
-            ways: Drivable way pieces (from :func:`read_drivable_ways`).
+            ways: Drivable way pieces (from :func:`tracking.routing.osm.read_roads`).
+            signal_node_ids: OSM ids of traffic-signal nodes; ids that are not
+                on any way are ignored.
 
         Raises:
             ValueError: When no way yields a usable segment.
@@ -73,6 +82,7 @@ class RoadGraph:
         node_index: dict[int, int] = {}
         self.node_lon: list[float] = []
         self.node_lat: list[float] = []
+        self.node_signal: list[bool] = []
         self.seg_u: list[int] = []
         self.seg_v: list[int] = []
         self.seg_length_m: list[float] = []
@@ -88,6 +98,7 @@ class RoadGraph:
                     index = node_index[osm_id] = len(self.node_lon)
                     self.node_lon.append(lon)
                     self.node_lat.append(lat)
+                    self.node_signal.append(osm_id in signal_node_ids)
                 indices.append(index)
             for u, v in zip(indices, indices[1:], strict=False):
                 self._add_segment(u, v, way)
@@ -134,7 +145,11 @@ class RoadGraph:
         self.edge_source = [source for source, _, _ in pairs]
         self.edge_target = [target for _, target, _ in pairs]
         self.edge_segment = [seg for _, _, seg in pairs]
-        self.edge_cost_s = [self.seg_cost_s[seg] for seg in self.edge_segment]
+        # A* stays admissible: delays only add cost, and its bound ignores them.
+        self.edge_cost_s = [
+            self.seg_cost_s[seg] + (SIGNAL_DELAY_S if self.node_signal[target] else 0.0)
+            for seg, target in zip(self.edge_segment, self.edge_target, strict=True)
+        ]
         offsets = [0] * (len(self.node_lon) + 1)
         for source in self.edge_source:
             offsets[source + 1] += 1
@@ -146,6 +161,11 @@ class RoadGraph:
     def node_count(self) -> int:
         """Number of nodes."""
         return len(self.node_lon)
+
+    @property
+    def signal_count(self) -> int:
+        """Number of nodes that are traffic signals."""
+        return sum(self.node_signal)
 
     @property
     def edge_count(self) -> int:

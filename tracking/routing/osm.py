@@ -1,12 +1,15 @@
-"""Read the drivable ways of an .osm.pbf file with pyosmium."""
+"""Read the drivable ways and the traffic signals of an .osm.pbf file with pyosmium."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import osmium
 
 from tracking.routing.tags import RELEVANT_KEYS, WayRule, classify_way
+
+_SIGNAL_KEYS = ("highway", "crossing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +29,32 @@ class DrivableWay:
     rule: WayRule
 
 
-def read_drivable_ways(path: str) -> list[DrivableWay]:
-    """Read every drivable way of an OSM PBF/XML file.
+@dataclass(frozen=True, slots=True)
+class OsmRoads:
+    """What routing needs from an OSM extract.
+
+    Attributes:
+        ways: The drivable way pieces, each with at least two located nodes.
+        signal_node_ids: OSM ids of the nodes that are traffic signals
+            (``highway=traffic_signals``, or ``crossing=traffic_signals`` on a
+            signalled pedestrian crossing); ids off the drivable ways included.
+    """
+
+    ways: list[DrivableWay]
+    signal_node_ids: frozenset[int]
+
+
+def is_traffic_signal(tags: Mapping[str, str]) -> bool:
+    """True when a node's tags make it a traffic signal that stops cars.
+
+    A signalled pedestrian crossing (``highway=crossing`` +
+    ``crossing=traffic_signals``) stops cars just as a junction's lights do.
+    """
+    return tags.get("highway") == "traffic_signals" or tags.get("crossing") == "traffic_signals"
+
+
+def read_roads(path: str) -> OsmRoads:
+    """Read every drivable way and every traffic-signal node of an OSM PBF/XML file.
 
     A way whose nodes are partly missing from the file (clipped at the
     extract's edge) is split at the gaps rather than bridged by a straight line
@@ -37,7 +64,7 @@ def read_drivable_ways(path: str) -> list[DrivableWay]:
         path: Path of the .osm.pbf (or any format libosmium reads).
 
     Returns:
-        The drivable way pieces, each with at least two located nodes.
+        The drivable way pieces and the signal node ids.
 
     Raises:
         OSError / RuntimeError: When the file cannot be read (from pyosmium).
@@ -45,22 +72,29 @@ def read_drivable_ways(path: str) -> list[DrivableWay]:
     processor = (
         osmium.FileProcessor(path, osmium.osm.NODE | osmium.osm.WAY)
         .with_locations()
-        # Nodes are still fed to the location cache; only ways reach the loop.
-        .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
+        # Every node still feeds the location cache; only tagged ones reach the loop.
         .with_filter(osmium.filter.KeyFilter("highway"))
     )
     ways: list[DrivableWay] = []
-    for way in processor:
-        if not isinstance(way, osmium.osm.Way):
-            continue  # the entity filter already drops the rest; this narrows the type
-        tags = {key: value for key in RELEVANT_KEYS if (value := way.tags.get(key)) is not None}
+    signal_node_ids: set[int] = set()
+    for entity in processor:
+        if isinstance(entity, osmium.osm.Node):
+            node_tags = {
+                key: value for key in _SIGNAL_KEYS if (value := entity.tags.get(key)) is not None
+            }
+            if is_traffic_signal(node_tags):
+                signal_node_ids.add(entity.id)
+            continue
+        if not isinstance(entity, osmium.osm.Way):
+            continue  # the processor reads nodes and ways only; this narrows the type
+        tags = {key: value for key in RELEVANT_KEYS if (value := entity.tags.get(key)) is not None}
         rule = classify_way(tags)
         if rule is None:
             continue
         run_ids: list[int] = []
         run_lons: list[float] = []
         run_lats: list[float] = []
-        for ref in way.nodes:
+        for ref in entity.nodes:
             location = ref.location
             if location.valid():
                 run_ids.append(ref.ref)
@@ -70,7 +104,7 @@ def read_drivable_ways(path: str) -> list[DrivableWay]:
             _flush(ways, run_ids, run_lons, run_lats, rule)
             run_ids, run_lons, run_lats = [], [], []
         _flush(ways, run_ids, run_lons, run_lats, rule)
-    return ways
+    return OsmRoads(ways, frozenset(signal_node_ids))
 
 
 def _flush(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import geojson
 
-from tracking.core.geo import haversine_m
-from tracking.routing.traffic import SIGNAL_DELAY_S, delayed_speeds_mps
+from tracking.core.geo import LocalProjection, haversine_m
+from tracking.routing.traffic import SIGNAL_DELAY_S, delayed_speeds_mps, expected_extra_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class RoutePlan:
         coords: Sequence[tuple[float, float]],
         speeds_mps: Sequence[float],
         signals: Collection[int] = (),
+        *,
+        driving_losses: bool = False,
     ) -> RoutePlan:
         """Build a plan from a polyline, measuring distance and duration.
 
@@ -64,12 +66,18 @@ class RoutePlan:
                 adds :data:`~tracking.routing.traffic.SIGNAL_DELAY_S` to the
                 expected time. Ones at the first or last point (after dropping
                 duplicates) are not passed and are ignored.
+            driving_losses: Also count the time a car loses changing speed
+                (starting, stopping, turns, slower roads, braking for red
+                signals) and to other hold-ups on the way, see
+                :func:`~tracking.routing.traffic.expected_extra_s`. Off, the
+                expected speeds are the free-flow ones but for the signals' waits.
 
         Raises:
             ValueError: On mismatched lengths or an empty line.
         """
         if not coords or len(speeds_mps) != len(coords) - 1:
             raise ValueError("need n >= 1 coords and n - 1 speeds")
+        signal_set = set(signals)
         kept = [coords[0]]
         kept_speeds: list[float] = []
         kept_signals: list[int] = []
@@ -77,9 +85,10 @@ class RoutePlan:
             if point != kept[-1]:
                 kept.append(point)
                 kept_speeds.append(speed_mps)
-            # A signal on a dropped duplicate is the one on the vertex kept in its place.
-            if index in signals and 0 < len(kept) - 1 not in kept_signals:
-                kept_signals.append(len(kept) - 1)
+            # A signal on a dropped duplicate stands on the vertex kept in its place.
+            vertex = len(kept) - 1
+            if index in signal_set and vertex > 0 and kept_signals[-1:] != [vertex]:
+                kept_signals.append(vertex)
         if len(kept) == 1:
             first_speed_mps = speeds_mps[0] if speeds_mps else 1.0
             road = (first_speed_mps,)
@@ -87,10 +96,21 @@ class RoutePlan:
         last = len(kept) - 1
         passed = tuple(vertex for vertex in kept_signals if vertex < last)
         lengths_m = [haversine_m(*a, *b) for a, b in zip(kept, kept[1:], strict=False)]
-        delays_s = dict.fromkeys(passed, SIGNAL_DELAY_S)
-        expected_mps = delayed_speeds_mps(lengths_m, kept_speeds, delays_s)
+        if driving_losses:
+            # Route's projection, so the turns are the ones a simulated Drive sees.
+            projection = LocalProjection(
+                sum(lon for lon, _ in kept) / len(kept), sum(lat for _, lat in kept) / len(kept)
+            )
+            xy = [projection.to_xy(lon, lat) for lon, lat in kept]
+            extra_s = expected_extra_s(xy, kept_speeds, passed)
+        else:
+            extra_s = [0.0] * len(lengths_m)
+        for vertex in passed:
+            extra_s[vertex - 1] += SIGNAL_DELAY_S  # waited before driving on
+        expected_mps = delayed_speeds_mps(lengths_m, kept_speeds, extra_s)
         duration_s = sum(
-            length_m / speed_mps for length_m, speed_mps in zip(lengths_m, expected_mps, strict=True)
+            length_m / speed_mps
+            for length_m, speed_mps in zip(lengths_m, expected_mps, strict=True)
         )
         return cls(
             tuple(kept), tuple(expected_mps), sum(lengths_m), duration_s, tuple(kept_speeds), passed

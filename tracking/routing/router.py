@@ -10,9 +10,10 @@ import time
 from tracking.core.errors import InvalidPosition, NoRoute, OutsideCoverage
 from tracking.core.geo import LocalProjection, valid_lon_lat
 from tracking.routing.graph import RoadGraph
-from tracking.routing.osm import read_drivable_ways
+from tracking.routing.osm import read_roads
 from tracking.routing.plan import RoutePlan
 from tracking.routing.snap import SegmentIndex, Snap
+from tracking.routing.traffic import SIGNAL_DELAY_S
 
 DEFAULT_MAX_SNAP_M = 300.0
 
@@ -26,7 +27,8 @@ class GraphRouter:
     Routes start at the origin's projection onto its nearest road segment and
     end at the destination's projection, respecting one-way streets, and are
     the least expected travel time (see :mod:`tracking.routing.tags` for the
-    speed model).
+    speed model, and :mod:`tracking.routing.traffic` for the expected delays
+    at traffic signals, which the search counts too).
 
     Only the largest strongly connected component of the graph is used for
     snapping: islands (a car park whose one-way exit was clipped by the
@@ -84,7 +86,8 @@ class GraphRouter:
             RuntimeError / OSError: The file cannot be read.
         """
         started = time.perf_counter()
-        router = cls(RoadGraph(read_drivable_ways(path)), max_snap_m)
+        roads = read_roads(path)
+        router = cls(RoadGraph(roads.ways, roads.signal_node_ids), max_snap_m)
         router.load_time_s = time.perf_counter() - started
         return router
 
@@ -152,9 +155,11 @@ class GraphRouter:
 
         sources: dict[int, float] = {}
         if graph.seg_forward[start_seg]:
-            sources[graph.seg_v[start_seg]] = (1.0 - start.fraction) * start_cost_s
+            node = graph.seg_v[start_seg]
+            sources[node] = self._entry_cost_s(node, (1.0 - start.fraction) * start_cost_s)
         if graph.seg_backward[start_seg]:
-            sources[graph.seg_u[start_seg]] = start.fraction * start_cost_s
+            node = graph.seg_u[start_seg]
+            sources[node] = self._entry_cost_s(node, start.fraction * start_cost_s)
         targets: dict[int, float] = {}
         if graph.seg_forward[end_seg]:
             targets[graph.seg_u[end_seg]] = end.fraction * end_cost_s
@@ -177,17 +182,28 @@ class GraphRouter:
             )
         coords = [(start.lon, start.lat)]
         speeds_mps: list[float] = []
+        nodes: list[int] = []
         if not result.direct:
-            entry = result.entry_node
-            coords.append((graph.node_lon[entry], graph.node_lat[entry]))
+            nodes.append(result.entry_node)
             speeds_mps.append(graph.seg_speed_mps[start_seg])
             for edge in result.edges:
-                target = graph.edge_target[edge]
-                coords.append((graph.node_lon[target], graph.node_lat[target]))
+                nodes.append(graph.edge_target[edge])
                 speeds_mps.append(graph.seg_speed_mps[graph.edge_segment[edge]])
+        coords.extend((graph.node_lon[node], graph.node_lat[node]) for node in nodes)
         coords.append((end.lon, end.lat))
         speeds_mps.append(graph.seg_speed_mps[end_seg])
-        return RoutePlan.from_line(coords, speeds_mps)
+        signals = [index for index, node in enumerate(nodes, 1) if graph.node_signal[node]]
+        return RoutePlan.from_line(coords, speeds_mps, signals, driving_losses=True)
+
+    def _entry_cost_s(self, node: int, partial_s: float) -> float:
+        """Cost of reaching ``node`` from the origin point, its signal's delay included.
+
+        An origin standing right on the node (``partial_s == 0``) does not pass
+        its signal, and the plan does not count it either.
+        """
+        if partial_s > 0.0 and self.graph.node_signal[node]:
+            return partial_s + SIGNAL_DELAY_S
+        return partial_s
 
     def _snap_covered(self, role: str, point: tuple[float, float]) -> Snap:
         lon, lat = point
