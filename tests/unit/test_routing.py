@@ -16,7 +16,13 @@ from tracking.routing.graph import RoadGraph
 from tracking.routing.kinematics import run_time_s
 from tracking.routing.osm import DrivableWay, is_traffic_signal, read_roads
 from tracking.routing.tags import WayRule, classify_way, expected_speed_mps, parse_maxspeed_kmh
-from tracking.routing.traffic import P_RED, RED_WAIT_S, SIGNAL_DELAY_S, expected_extra_s
+from tracking.routing.traffic import (
+    P_RED,
+    RED_WAIT_S,
+    SIGNAL_CLUSTER_M,
+    SIGNAL_DELAY_S,
+    expected_extra_s,
+)
 
 Point = tuple[float, float]
 
@@ -376,11 +382,19 @@ def test_signal_tags() -> None:
 
 
 def test_signals_are_found_in_the_helsinki_extract(router: GraphRouter) -> None:
-    """Central Helsinki has hundreds of signal nodes, most of them on drivable roads."""
+    """Central Helsinki has hundreds of signal nodes; the graph keeps one per junction."""
     roads = read_roads(default_map_path())
     assert len(roads.signal_node_ids) > 100
-    assert 100 < router.graph.signal_count <= len(roads.signal_node_ids)
+    assert 50 < router.graph.signal_count < len(roads.signal_node_ids) / 2
     assert router.graph.signal_count == sum(router.graph.node_signal)
+    graph = router.graph
+    kept = [n for n, signal in enumerate(graph.node_signal) if signal]
+    for i, a in enumerate(kept):
+        for b in kept[i + 1 :]:
+            gap_m = haversine_m(
+                graph.node_lon[a], graph.node_lat[a], graph.node_lon[b], graph.node_lat[b]
+            )
+            assert gap_m >= SIGNAL_CLUSTER_M
 
 
 def test_plan_signals_are_signal_nodes_strictly_inside_the_route(router: GraphRouter) -> None:

@@ -18,7 +18,7 @@ from heapq import heappop, heappush
 
 from tracking.core.geo import EARTH_RADIUS_M, haversine_m
 from tracking.routing.osm import DrivableWay
-from tracking.routing.traffic import SIGNAL_DELAY_S
+from tracking.routing.traffic import SIGNAL_CLUSTER_M, SIGNAL_DELAY_S
 
 _DEG = math.pi / 180.0
 # Shrinks the A* distance bound a little so small errors of the flat-earth
@@ -104,6 +104,7 @@ class RoadGraph:
                 self._add_segment(u, v, way)
         if not self.seg_u:
             raise ValueError("the map has no drivable road")
+        self._merge_signal_clusters()
         self.max_speed_mps = max(self.seg_speed_mps)
         self._build_edges()
         self.component = _strong_components(len(self.node_lon), self.edge_offsets, self.edge_target)
@@ -116,6 +117,39 @@ class RoadGraph:
         max_abs_lat = max(abs(min(self.node_lat)), abs(max(self.node_lat)))
         self._h_kx = _HEURISTIC_SLACK * EARTH_RADIUS_M * _DEG * math.cos(max_abs_lat * _DEG)
         self._h_ky = _HEURISTIC_SLACK * EARTH_RADIUS_M * _DEG
+
+    def _merge_signal_clusters(self) -> None:
+        """Keep one signal per junction.
+
+        OSM tags every signalled crosswalk of a junction as its own node (two
+        to four of them within a few metres), but a car meets the junction's
+        lights once: signals closer than SIGNAL_CLUSTER_M to one already kept
+        are dropped, in node order so that the result is deterministic.
+        """
+        kept: dict[tuple[int, int], list[int]] = {}
+        # Grid cells at least the radius wide in both axes (longitude degrees
+        # shrink towards the poles), so neighbours lie in the 3 x 3 cells around.
+        cell_lat_deg = SIGNAL_CLUSTER_M / 110_000.0
+        max_abs_lat = max(abs(lat) for lat in self.node_lat)
+        cell_lon_deg = cell_lat_deg / max(0.01, math.cos(math.radians(max_abs_lat)))
+        for node, is_signal in enumerate(self.node_signal):
+            if not is_signal:
+                continue
+            lon, lat = self.node_lon[node], self.node_lat[node]
+            cx, cy = math.floor(lon / cell_lon_deg), math.floor(lat / cell_lat_deg)
+            near = (
+                other
+                for dx in (-1, 0, 1)
+                for dy in (-1, 0, 1)
+                for other in kept.get((cx + dx, cy + dy), ())
+            )
+            if any(
+                haversine_m(lon, lat, self.node_lon[o], self.node_lat[o]) < SIGNAL_CLUSTER_M
+                for o in near
+            ):
+                self.node_signal[node] = False
+            else:
+                kept.setdefault((cx, cy), []).append(node)
 
     def _add_segment(self, u: int, v: int, way: DrivableWay) -> None:
         if u == v:

@@ -26,6 +26,9 @@ RED_WAIT_S: tuple[float, float] = (5.0, 30.0)
 #: Expected wait at one signal: P_RED times the mean red wait (about 7.9 s).
 SIGNAL_DELAY_S = P_RED * (RED_WAIT_S[0] + RED_WAIT_S[1]) / 2.0
 
+#: Signals closer than this are one junction's lights: a car meets them once.
+SIGNAL_CLUSTER_M = 30.0
+
 #: Mean distance between other hold-ups (a car pulling out, a pedestrian, a
 #: queue): exponential gaps. Rare, lights do most of the stopping.
 STOP_EVERY_M = 2000.0
