@@ -10,7 +10,7 @@ from types import TracebackType
 
 import httpx
 
-from tracking.store.embedded import EmbeddedRedis, free_port
+from tracking.store.embedded import EmbeddedRedis, free_port, stop_process
 
 
 class LocalStack:
@@ -74,13 +74,8 @@ class LocalStack:
         raise RuntimeError(f"gateway not ready within {timeout_s} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 15)
         if self._redis is not None:
             self._redis.stop()
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.client import Api
 from tracking.api.auth import issue_token
-from tracking.store.embedded import EmbeddedRedis, free_port
+from tracking.store.embedded import EmbeddedRedis, free_port, stop_process
 
 SECRET = "test-secret-" + os.urandom(24).hex()
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,13 +63,7 @@ class Gateway:
         raise RuntimeError("gateway did not become ready in 30 s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.log.close()
 
     def problems(self) -> str:
