@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -29,7 +30,7 @@ from tracking.core.errors import (
     ValidationFailed,
 )
 from tracking.core.eta import DEFAULT_PACE_PRIOR
-from tracking.core.messages import Point, TripEvent
+from tracking.core.messages import TERMINAL, Point, TripEvent
 from tracking.core.route import Route
 from tracking.core.state import CoreConfig, LonLatTuple, TripState
 from tracking.routing import Router
@@ -314,7 +315,15 @@ class TrackingService:
             session.trip = None  # someone else changed the trip: reload and redo
         raise Unavailable("could not store points: the trip kept changing; resend")
 
-    def refresh_session(self, session: DriverSession, trip_id: str | None) -> None:
-        """The driver's trip changed elsewhere (assignment, cancel): drop the cache."""
-        session.driver.trip_id = trip_id
+    def trip_changed(self, session: DriverSession, trip: dict[str, Any]) -> None:
+        """A trip frame for this driver (assignment, cancel, status): follow it.
+
+        The driver's current trip becomes this one while it is assigned to the
+        driver and not over; the cached state is dropped either way.
+        """
+        trip_id = trip.get("id")
+        if trip.get("driver_id") == session.driver.id and trip.get("status") not in TERMINAL:
+            session.driver.trip_id = trip_id
+        elif session.driver.trip_id == trip_id:
+            session.driver.trip_id = None
         session.trip = None

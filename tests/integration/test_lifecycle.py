@@ -52,17 +52,19 @@ def test_full_ride_with_rider_on_a_second_gateway(
 
     async def scenario() -> list[dict[str, Any]]:
         rider_frames: list[dict[str, Any]] = []
+        watching = asyncio.Event()
 
         async def ride() -> None:
             async with trip_ws(other.ws_base, trip["id"], trip["rider_token"]) as rider:
                 try:
                     while True:
                         rider_frames.append(await recv_json(rider, 60))
+                        watching.set()  # the snapshot is in: nothing after it can be missed
                 except ConnectionClosed as closed:
                     rider_frames.append({"closed": closed.rcvd.code if closed.rcvd else None})
 
         watcher = asyncio.create_task(ride())
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(watching.wait(), 10)
         async with driver_ws(gateway.ws_base, token("driver", "d-life")) as drv:
             first = await recv_json(drv)
             assert first["type"] == "trip" and first["trip"]["id"] == trip["id"]

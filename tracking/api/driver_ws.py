@@ -67,17 +67,7 @@ class DriverConnection:
 
     def on_trip_message(self, data: bytes) -> None:
         """A trip of this driver changed elsewhere: refresh the cache, tell the app."""
-        frame = orjson.loads(data)
-        trip = frame.get("trip") or {}
-        mine = trip.get("driver_id") == self.driver_id and trip.get("status") not in (
-            "completed",
-            "cancelled",
-        )
-        current = self.session.driver.trip_id
-        if mine:
-            self.service.refresh_session(self.session, trip.get("id"))
-        elif current == trip.get("id"):
-            self.service.refresh_session(self.session, None)
+        self.service.trip_changed(self.session, orjson.loads(data).get("trip") or {})
         self.send(data)
 
     async def writer(self) -> None:

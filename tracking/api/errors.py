@@ -31,7 +31,6 @@ from tracking.core.errors import (
 log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY_RESTART = 1012
 CLOSE_INTERNAL = 1011
 CLOSE_TOO_BIG = 1009
 
