@@ -1,10 +1,14 @@
-# Two commands: `make run` and `make test`. Both build .venv themselves.
+# Two commands: `make run` and `make test`. Both build .venv and the map pages themselves.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UI := map_ui
+UI_DEPS := $(UI)/node_modules/.package-lock.json
+UI_BUILT := $(UI)/dist/.built
+UI_SOURCES := $(shell find $(UI)/src $(UI)/static -type f 2>/dev/null) $(UI)/build.mjs
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean ui browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -13,10 +17,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# Front-end packages come from the npm registry, pinned by the lockfile.
+$(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is required to build the map pages" >&2; exit 1; }
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(UI_DEPS)
+
+$(UI_BUILT): $(UI_DEPS) $(UI_SOURCES)
+	cd $(UI) && npm run --silent build
+
+ui: $(UI_BUILT)
+
+# The browser tests drive Debian's chromium; install it once if it is missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+run: $(STAMP) $(UI_BUILT)
 	$(BIN)/tracking demo
 
-test: $(STAMP)
+test: $(STAMP) $(UI_BUILT) browser
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -30,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/eta_accuracy.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(UI)/node_modules $(UI)/dist

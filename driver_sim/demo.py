@@ -31,17 +31,16 @@ async def _demo(opts: SimOptions, base: str, ops_token: str) -> None:
     fleet_box: list[Fleet] = []
     fleet = asyncio.create_task(run_fleet(opts, stats, on_start=fleet_box.append))
     share_url = await _first_trip(fleet_box)
-    lon, lat = 24.944, 60.171
     print(
         f"""
 Live demo: {opts.drivers} simulated drivers on real Helsinki roads.
 
-  Rider link of a live trip (JSON until the map page lands):
+  Rider's map of a live trip (its share link):
     {share_url or "(no trip yet: see the log)"}
-  Ops: drivers near the centre (JSON until the ops dashboard lands):
-    {base}/v1/drivers/nearby?lon={lon}&lat={lat}&radius_m=2000&token={ops_token}
+  Ops live dashboard:
+    {base}/ops?token={ops_token}
   API docs: {base}/docs     Metrics: {base}/metrics
-  Every new trip's link is in GET /v1/trips/<id>; tokens: .venv/bin/tracking token --help
+  Every new trip's share link is in GET /v1/trips/<id>; tokens: .venv/bin/tracking token --help
 
 Ctrl-C stops everything.
 """,

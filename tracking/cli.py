@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per HTTP request of our own clients (the simulator) drowns the
+    # demo's output; their failures still show as warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings()
     if args.command == "token":
         return _token(parser, args, settings)

@@ -30,6 +30,8 @@ from tracking.core.errors import (
     ValidationFailed,
 )
 from tracking.core.eta import DEFAULT_PACE_PRIOR
+from tracking.core.fleet import FleetUpdate, encode_update, update_from
+from tracking.core.geo import BBox
 from tracking.core.messages import TERMINAL, Point, TripEvent
 from tracking.core.route import Route
 from tracking.core.state import CoreConfig, LonLatTuple, TripState
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 8
 PRIOR_CACHE_S = 10.0
+FLEET_SNAPSHOT_MAX_AGE_MS = 300_000
+"""A fleet snapshot shows drivers whose last fix is at most this old."""
 
 
 def now_ms() -> int:
@@ -179,6 +183,7 @@ class TrackingService:
                 route_changed=state.route_rev != route_rev,
                 events=events,
                 deadline_ms=core.deadline_ms(state, self.cfg),
+                fleet=await self._status_update(state, events),
             )
             if await self.store.write(write):
                 await self._notify_driver(state, events)
@@ -234,6 +239,22 @@ class TrackingService:
             done += 1
         return done
 
+    async def _status_update(self, state: TripState, events: Sequence[TripEvent]) -> bytes | None:
+        """The fleet update for a status change without a point (action, tick, assignment).
+
+        It carries the driver's last raw fix, like the updates of its points.
+        If a point is stored meanwhile the write conflicts and this is redone;
+        a fix stored without touching this trip is newer, and wins by its `ts`.
+        """
+        if state.driver_id is None or not any(e["type"] == "status" for e in events):
+            return None
+        driver = await self.store.load_driver(state.driver_id)
+        if driver.fix is None:
+            return None
+        if not state.active and driver.trip_id not in (None, state.id):
+            return None  # this trip ended, but the driver is on another one already
+        return encode_update(update_from(driver.id, driver.fix, state.id, state.status))
+
     async def _notify_driver(self, state: TripState, events: Sequence[TripEvent]) -> None:
         if state.driver_id and any(e["type"] in ("status", "route") for e in events):
             frame = orjson.dumps({"type": "trip", "trip": core.view(state)})
@@ -276,7 +297,7 @@ class TrackingService:
             if driver.jump_rejects != session.driver.jump_rejects:
                 # Keep the teleport count, so that re-anchoring also works for
                 # a driver posting one point per HTTP request.
-                await self.store.write(Write(driver=driver))
+                await self.store.write(Write(driver=driver, seen_ms=now))
                 session.driver.jump_rejects = driver.jump_rejects
             return IngestResult(session.driver.last_seq, errors, False)
         for _ in range(MAX_CAS_ATTEMPTS):
@@ -292,6 +313,7 @@ class TrackingService:
                     events += core.apply_fix(work, point, now, self.cfg, self.route_of(work))
                     events += await self._follow_route_requests(work, now)
                     trail.append(trail_entry(point.lon, point.lat, point.ts, point.seq))
+            assert driver.fix is not None  # a point was admitted
             write = Write(
                 trip=work,
                 expected_rev=trip.rev if trip else 0,
@@ -300,6 +322,15 @@ class TrackingService:
                 trail=trail,
                 deadline_ms=core.deadline_ms(work, self.cfg) if work else None,
                 driver=driver,
+                fleet=encode_update(
+                    update_from(
+                        driver.id,
+                        driver.fix,
+                        work.id if work else None,
+                        work.status if work else None,
+                    )
+                ),
+                seen_ms=now,
             )
             if await self.store.write(write):
                 # An assignment may have landed while we wrote: keep its trip id.
@@ -314,6 +345,27 @@ class TrackingService:
                 )
             session.trip = None  # someone else changed the trip: reload and redo
         raise Unavailable("could not store points: the trip kept changing; resend")
+
+    # --- the fleet (ops) ---------------------------------------------------------
+
+    async def fleet_snapshot(self, bbox: BBox) -> list[FleetUpdate]:
+        """Every driver in `bbox` whose last fix is at most 5 minutes old (by its `ts`)."""
+        now = now_ms()
+        out = []
+        for driver, trip_id, status in await self.store.drivers_in_box(bbox):
+            fix = driver.fix
+            if fix is None or now - fix["ts"] > FLEET_SNAPSHOT_MAX_AGE_MS:
+                continue
+            if bbox.contains(fix["lon"], fix["lat"]):  # the GEO search is a superset
+                out.append(update_from(driver.id, fix, trip_id, status))
+        return out
+
+    async def drivers_online(self, window_s: float) -> int:
+        """Drivers with a point stored in the last `window_s` (server clock).
+
+        A point rejected as an implausible jump counts too: the driver is there.
+        """
+        return await self.store.drivers_seen_since(now_ms() - int(window_s * 1000))
 
     def trip_changed(self, session: DriverSession, trip: dict[str, Any]) -> None:
         """A trip frame for this driver (assignment, cancel, status): follow it.

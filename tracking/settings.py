@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     rider_token_ttl_s: int = Field(86_400, ge=60, description="Lifetime of a share link")
     trip_ttl_s: int = Field(7 * 86_400, ge=60, description="Retention of a trip's keys")
     max_snap_m: float = Field(300.0, gt=0, description="Farthest a point may be from a road")
+    map_style_url: str | None = Field(
+        None,
+        description="MapLibre style URL for the map pages; unset: the built-in offline "
+        "basemap drawn from the road map's .osm.pbf",
+    )
+    map_ui_dir: str | None = Field(
+        None, description="Directory of the built map pages; unset: map_ui/dist in the checkout"
+    )
+    fleet_interval_s: float = Field(
+        1.0, ge=0.1, description="Fleet feed: least time between updates of one driver"
+    )
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or a dev secret kept in ./.tracking (created once)."""

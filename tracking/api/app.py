@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from tracking.api import channels, driver_ws, errors, routes
+from tracking.api import channels, driver_ws, errors, fleet, maps, pages, routes
 from tracking.routing import GraphRouter, load_router
 from tracking.service import TrackingService
 from tracking.settings import Settings, get_settings
@@ -85,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(channels.router)
     app.include_router(driver_ws.router)
+    app.include_router(fleet.router)
+    app.include_router(pages.router)
+    app.include_router(maps.router)
     return app
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tracking.api.auth import Principal, authorize, issue_token, principal, requires
+from tracking.api.auth import Principal, authorize, issue_token, requires
 from tracking.api.channels import authorize_trip_reader
 from tracking.core import trip as core
 from tracking.core.errors import BatchTooLarge, Unavailable
@@ -173,16 +173,3 @@ async def readyz(service: Service) -> dict[str, str]:
 async def metrics_endpoint() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get("/track/{trip_id}", tags=["rider"])
-async def track_page(trip_id: str, request: Request, service: Service) -> dict[str, Any]:
-    """The share link. Until the map page lands it returns the trip and where to subscribe."""
-    who = principal(request)
-    await authorize_trip_reader(who, service, trip_id)
-    token = request.query_params.get("token", "")
-    return {
-        "trip": core.view(await service.get_trip(trip_id)),
-        "channel": f"/v1/trips/{quote(trip_id)}/ws?token={token}",
-        "events": f"/v1/trips/{quote(trip_id)}/events?token={token}",
-    }

@@ -8,6 +8,10 @@ equirectangular projection centred on the area is accurate to well under
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tracking.core.errors import ValidationFailed
 
 EARTH_RADIUS_M = 6_371_008.8
 _DEG = math.pi / 180.0
@@ -41,6 +45,66 @@ def valid_lon_lat(lon: float, lat: float) -> bool:
         and -180.0 <= lon <= 180.0
         and -90.0 <= lat <= 90.0
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BBox:
+    """A lon/lat box: west <= east and south <= north, edges included.
+
+    Boxes across the antimeridian (west > east) are refused rather than
+    guessed at: a client that swapped its corners gets an error, not the
+    rest of the world.
+    """
+
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    def contains(self, lon: float, lat: float) -> bool:
+        return self.min_lon <= lon <= self.max_lon and self.min_lat <= lat <= self.max_lat
+
+    @classmethod
+    def of(cls, values: Sequence[object]) -> BBox:
+        """`[minLon, minLat, maxLon, maxLat]` as numbers.
+
+        Raises:
+            ValidationFailed: not four finite numbers in range, or corners swapped.
+        """
+        if isinstance(values, str | bytes) or len(values) != 4:
+            raise ValidationFailed("bbox must be four numbers: minLon,minLat,maxLon,maxLat")
+        numbers: list[float] = []
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValidationFailed(f"bbox: {value!r} is not a number")
+            numbers.append(float(value))
+        min_lon, min_lat, max_lon, max_lat = numbers
+        if not (valid_lon_lat(min_lon, min_lat) and valid_lon_lat(max_lon, max_lat)):
+            raise ValidationFailed(
+                f"bbox {numbers} out of range (lon -180..180, lat -90..90, finite)"
+            )
+        if min_lon > max_lon or min_lat > max_lat:
+            raise ValidationFailed(
+                f"bbox {numbers}: minLon must be <= maxLon and minLat <= maxLat "
+                "(boxes across the antimeridian are not supported)"
+            )
+        return cls(min_lon, min_lat, max_lon, max_lat)
+
+    @classmethod
+    def parse(cls, text: str | None) -> BBox:
+        """The `bbox=minLon,minLat,maxLon,maxLat` query parameter.
+
+        Raises:
+            ValidationFailed: missing, or not a valid box (see :meth:`of`).
+        """
+        if not text:
+            raise ValidationFailed("bbox is required: ?bbox=minLon,minLat,maxLon,maxLat")
+        parts = text.split(",")
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            raise ValidationFailed(f"bbox {text[:60]!r} is not four numbers") from None
+        return cls.of(numbers)
 
 
 class LocalProjection:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from tracking.core.errors import BadFrame, InvalidPosition, UnknownType
+from tracking.core.geo import BBox
 
 Status = Literal[
     "requested",
@@ -210,6 +211,74 @@ trip_event_adapter: TypeAdapter[Any] = TypeAdapter(TripChannelMessage)
 """Decodes any frame of the trip channel (for clients and tests)."""
 
 
+# --- fleet feed (ops) -------------------------------------------------------
+
+
+class FleetDriver(TypedDict):
+    """One driver in a `drivers` frame: its last fix, and its active trip if any."""
+
+    id: str
+    lon: float
+    lat: float
+    heading: float | None
+    speed: float | None
+    ts: int
+    """The fix's time (driver clock)."""
+    trip_id: NotRequired[str]
+    status: NotRequired[Status]
+    """Present only while the trip is active (assigned … arrived_dropoff)."""
+
+
+class DriversMessage(TypedDict):
+    type: Literal["drivers"]
+    ts: int
+    drivers: list[FleetDriver]
+    snapshot: NotRequired[bool]
+    """True: every fresh driver in the box; drop what you showed before."""
+    left: NotRequired[list[str]]
+    """Drivers shown before whose latest position is outside the box."""
+
+
+FleetOutbound = Annotated[
+    DriversMessage | HeartbeatMessage | ErrorMessage, Field(discriminator="type")
+]
+fleet_outbound_adapter: TypeAdapter[Any] = TypeAdapter(FleetOutbound)
+"""Decodes any frame the server sends on the fleet feed (for dashboards and tests)."""
+
+
+class BBoxFrame(BaseModel):
+    """Viewer → server: watch another box (answered with a new snapshot)."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+    type: Literal["bbox"]
+    bbox: BBox
+
+
+FLEET_FRAME_TYPES = ("bbox",)
+
+
+def decode_fleet_frame(raw: str | bytes) -> BBoxFrame:
+    """Parse one frame a fleet viewer sent.
+
+    Raises:
+        BadFrame: not JSON, not an object, or no `type`.
+        UnknownType: a `type` other than `bbox`.
+        ValidationFailed: a `bbox` frame without a valid box.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadFrame(f"malformed JSON: {exc.msg}") from None
+    if not isinstance(obj, dict) or "type" not in obj:
+        raise BadFrame("a frame must be a JSON object with a type")
+    kind = obj["type"]
+    if kind not in FLEET_FRAME_TYPES:
+        raise UnknownType(f"unknown type {kind!r}; expected one of {', '.join(FLEET_FRAME_TYPES)}")
+    box = obj.get("bbox")
+    return BBoxFrame(type="bbox", bbox=BBox.of(box if isinstance(box, list) else ()))
+
+
 # --- HTTP bodies and the Trip object ----------------------------------------
 
 
@@ -303,3 +372,28 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class GatewayStats(BaseModel):
+    """This gateway process's counters. Totals since start: rates need two samples."""
+
+    instance: str = Field(description="host:pid of the process that answered")
+    uptime_s: float
+    connections: dict[str, int] = Field(description="Open sockets by kind (a gauge)")
+    points: dict[str, int] = Field(description="Driver points by outcome (totals)")
+    errors: dict[str, int] = Field(description="Errors returned to clients, by code (totals)")
+    frames_in: dict[str, int]
+    frames_out: dict[str, int]
+
+
+class FleetStats(BaseModel):
+    drivers_online: int = Field(description="Drivers heard from within online_window_s")
+    online_window_s: float
+    drivers_recent: int = Field(description="Drivers heard from within recent_window_s")
+    recent_window_s: float
+    ts: int = Field(description="Server time of these figures, ms")
+
+
+class OpsStats(BaseModel):
+    gateway: GatewayStats
+    fleet: FleetStats

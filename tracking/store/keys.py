@@ -6,9 +6,13 @@ from __future__ import annotations
 GEO_KEY = "trk:{geo}:drivers"
 """GEO index of drivers' last positions, for `nearby`."""
 DEADLINES_KEY = "trk:{sched}:deadlines"
+"""Sorted set: trip id scored by when the core next needs a tick (ms)."""
 PACE_KEY = "trk:{model}:pace"
 """Hash: the fleet's learned pace (`pace`) and how many legs taught it (`n`)."""
-"""Sorted set: trip id scored by when the core next needs a tick (ms)."""
+FLEET_CHANNEL = "trk:{fleet}:pos"
+"""Pub/sub: one compact JSON update per driver write (`core.fleet.FleetUpdate`)."""
+SEEN_KEY = "trk:{fleet}:seen"
+"""Sorted set: driver id scored by the server time (ms) of its last point."""
 
 
 def trip(trip_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -11,6 +12,7 @@ import orjson
 from redis.asyncio import Redis
 
 from tracking.core.driver import DriverState
+from tracking.core.geo import BBox
 from tracking.core.messages import TripEvent
 from tracking.core.state import TripState
 from tracking.store import keys
@@ -27,6 +29,11 @@ redis.call('HSET', KEYS[1], 'n', n, 'pace', tostring(pace))
 return tostring(pace)
 """
 PACE_LEARNING_RATE = 0.05
+GEO_MAX_LAT = 85.05112878
+"""Redis GEO holds no point nearer the poles than this."""
+GEO_EARTH_RADIUS_M = 6372797.560856
+"""The radius Redis measures GEO distances with."""
+PIPELINE_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -40,6 +47,10 @@ class Write:
     trail: list[str] = field(default_factory=list)
     deadline_ms: int | None = None
     driver: DriverState | None = None
+    fleet: bytes | None = None
+    """Fleet feed update (`core.fleet.encode_update`), published with the write."""
+    seen_ms: int | None = None
+    """Server time of the driver's point: marks the driver online."""
 
 
 def encode_event(event: TripEvent) -> bytes:
@@ -84,6 +95,9 @@ class TripStore:
             self.ttl_s,
             len(w.events) if trip else 0,
             len(w.trail) if trip else 0,
+            keys.FLEET_CHANNEL,
+            w.fleet or "",
+            "" if w.seen_ms is None or driver is None else w.seen_ms,
         ]
         if trip is not None:
             for event in w.events:
@@ -97,6 +111,7 @@ class TripStore:
                 keys.DEADLINES_KEY,
                 keys.driver(driver_id),
                 keys.GEO_KEY,
+                keys.SEEN_KEY,
             ],
             args=args,
         )
@@ -189,6 +204,82 @@ class TripStore:
             ),
         )
         return [(r[0].decode(), float(r[1]), float(r[2][0]), float(r[2][1])) for r in rows]
+
+    async def drivers_in_box(self, bbox: BBox) -> list[tuple[DriverState, str | None, str | None]]:
+        """Drivers whose last position is in `bbox`: (state, active trip id, its status).
+
+        The trip is given only while it is assigned to this driver; its status
+        may be terminal (the caller decides what to show).
+        """
+        ids = await self._geo_ids_in_box(bbox)
+        drivers: list[tuple[DriverState, str | None]] = []
+        for start in range(0, len(ids), PIPELINE_CHUNK):
+            chunk = ids[start : start + PIPELINE_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for driver_id in chunk:
+                    pipe.hmget(keys.driver(driver_id), ["state", "trip"])
+                rows = cast("list[list[bytes | None]]", await pipe.execute())
+            for state, trip in rows:
+                if state is None:
+                    continue  # expired: only its GEO entry is left
+                driver = DriverState.from_json(state)
+                drivers.append((driver, trip.decode() if trip else None))
+        trips: dict[str, tuple[str, str]] = {}
+        trip_ids = sorted({t for _, t in drivers if t})
+        for start in range(0, len(trip_ids), PIPELINE_CHUNK):
+            chunk = trip_ids[start : start + PIPELINE_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for trip_id in chunk:
+                    pipe.hget(keys.trip(trip_id), "state")
+                states = cast("list[bytes | None]", await pipe.execute())
+            for trip_id, raw in zip(chunk, states, strict=True):
+                if raw is not None:
+                    data = orjson.loads(raw)
+                    trips[trip_id] = (data.get("driver_id") or "", data["status"])
+        out: list[tuple[DriverState, str | None, str | None]] = []
+        for driver, current in drivers:
+            owner, status = trips.get(current or "", ("", ""))
+            if current and owner == driver.id:
+                out.append((driver, current, status))
+            else:
+                out.append((driver, None, None))
+        return out
+
+    async def _geo_ids_in_box(self, bbox: BBox) -> list[str]:
+        """Members of the GEO index in a box that covers `bbox` (a superset).
+
+        GEOSEARCH BYBOX takes a centre and a size in metres, measured along
+        the point's parallel; the width is taken where the box is widest.
+        """
+        south = max(bbox.min_lat, -GEO_MAX_LAT)
+        north = min(bbox.max_lat, GEO_MAX_LAT)
+        if south > north:
+            return []
+        widest_lat = 0.0 if south <= 0.0 <= north else min(abs(south), abs(north))
+        height_m = math.radians(north - south) * GEO_EARTH_RADIUS_M * 1.01 + 2.0
+        width_m = (
+            math.radians(bbox.max_lon - bbox.min_lon)
+            * GEO_EARTH_RADIUS_M
+            * math.cos(math.radians(widest_lat))
+            * 1.01
+            + 2.0
+        )
+        rows = cast(
+            "list[bytes]",
+            await self.redis.geosearch(
+                keys.GEO_KEY,
+                longitude=(bbox.min_lon + bbox.max_lon) / 2,
+                latitude=(south + north) / 2,
+                width=width_m,
+                height=height_m,
+                unit="m",
+            ),
+        )
+        return [r.decode() for r in rows]
+
+    async def drivers_seen_since(self, since_ms: int) -> int:
+        """How many drivers sent a point at or after server time `since_ms`."""
+        return int(await self.redis.zcount(keys.SEEN_KEY, since_ms, "+inf"))
 
     async def pace_prior(self) -> float | None:
         """The fleet's learned pace, if any leg has taught it yet."""

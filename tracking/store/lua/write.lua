@@ -2,12 +2,17 @@
 -- Either all of it is stored or, on a compare-and-set conflict, none of it.
 --
 -- KEYS: 1 trip hash, 2 events stream, 3 trail list, 4 deadlines zset,
---       5 driver hash, 6 geo zset
+--       5 driver hash, 6 geo zset, 7 drivers-seen zset
 -- ARGV: 1 expected trip rev ('' = no trip part), 2 state json, 3 route json ('' = unchanged),
 --       4 stream maxlen, 5 trip channel, 6 trip id, 7 deadline ms ('' = none),
 --       8 driver json ('' = no driver part), 9 driver id, 10 driver last_seq,
 --       11 lon, 12 lat ('' = no geo update), 13 ttl s, 14 n events, 15 n trail,
+--       16 fleet channel, 17 fleet update json ('' = none),
+--       18 server ms of the driver's point ('' = not a sign of life),
 --       then n events as (seq, payload) pairs, then n trail entries.
+-- The fleet update is published with the driver part when that part is
+-- written with a geo update; with no driver part (an action, a tick, an
+-- assignment), whenever the trip part is written.
 -- Returns {1} when written, {0, current_rev} on conflict.
 local ttl = tonumber(ARGV[13])
 if ARGV[1] ~= '' then
@@ -21,7 +26,7 @@ if ARGV[1] ~= '' then
   end
   local n_events = tonumber(ARGV[14])
   local n_trail = tonumber(ARGV[15])
-  local base = 15
+  local base = 18
   for i = 1, n_events do
     local seq = ARGV[base + 2 * i - 1]
     local payload = ARGV[base + 2 * i]
@@ -48,9 +53,22 @@ if ARGV[8] ~= '' then
   if tonumber(ARGV[10]) >= stored then
     redis.call('HSET', KEYS[5], 'last_seq', ARGV[10], 'state', ARGV[8])
     redis.call('EXPIRE', KEYS[5], ttl)
+    if ARGV[18] ~= '' then
+      local seen_ms = tonumber(ARGV[18])
+      redis.call('ZADD', KEYS[7], seen_ms, ARGV[9])
+      -- Forget drivers silent for longer than their keys live.
+      redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', string.format('(%.0f', seen_ms - ttl * 1000))
+    end
     if ARGV[12] ~= '' then
       redis.call('GEOADD', KEYS[6], ARGV[11], ARGV[12], ARGV[9])
+      if ARGV[17] ~= '' then
+        redis.call('PUBLISH', ARGV[16], ARGV[17])
+      end
     end
   end
+elseif ARGV[17] ~= '' then
+  -- A trip's status changed without a point: the fleet sees it now, not at
+  -- the driver's next fix. (A compare-and-set conflict has returned above.)
+  redis.call('PUBLISH', ARGV[16], ARGV[17])
 end
 return {1}
