@@ -99,6 +99,8 @@ function renderCard(nowMs = Date.now()) {
   ui.sheet.dataset.status = trip.status;
   setText(ui.eyebrow, trip.kind === "delivery" ? `Delivery ${trip.id}` : `Trip ${trip.id}`);
   setText(ui.headline, text.headline);
+  // The tab says it too, for a rider who switched to another one.
+  if (!TERMINAL.has(trip.status)) document.title = `${text.headline} · Trip ${trip.id}`;
   setText(ui.detail, text.detail);
   const signal = describeSignal(trip, nowMs);
   ui.signal.hidden = !signal;

@@ -185,7 +185,7 @@ def test_rider_page_falls_back_to_sse_when_websockets_are_blocked(
 
 
 def test_bad_links_get_a_clear_message_not_a_blank_map(gateway: Gateway, api: Api) -> None:
-    """Missing, expired, wrong-trip and unknown-trip links each explain themselves."""
+    """Bad links (missing, expired, wrong, unknown) explain themselves; ended trips end-screen."""
     trip = api.create_trip()
     other = api.create_trip()
     base = f"{gateway.base}/track/{trip['id']}"
@@ -203,8 +203,17 @@ def test_bad_links_get_a_clear_message_not_a_blank_map(gateway: Gateway, api: Ap
         ),
     ]
 
+    cancelled = api.create_trip(driver_id="d-e2e-cancelled")
+    assert api.post(f"/v1/trips/{cancelled['id']}/actions", {"action": "cancel"}).status_code == 200
+
     async def scenario() -> None:
         async with browser() as b:
+            # A link to a trip that is over opens on the final screen.
+            async with open_page(b, cancelled["share_url"]) as (page, problems):
+                await expect(page.locator("#final-title")).to_have_text("Trip cancelled")
+                await expect(page.locator("#conn-label")).to_have_text("Trip ended")
+                assert await page.locator(".car-marker").count() == 0
+                assert not problems.errors, problems.errors
             for url, title in cases:
                 async with open_page(b, url) as (page, problems):
                     await expect(page.locator("#problem")).to_be_visible()

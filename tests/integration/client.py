@@ -81,3 +81,17 @@ def walk(coords: list[list[float]], step_m: float = 12.0) -> list[tuple[float, f
 def pos(seq: int, lon: float, lat: float, ts: int, **extra: Any) -> str:
     frame = {"type": "pos", "seq": seq, "ts": ts, "lon": lon, "lat": lat, "acc": 5.0, **extra}
     return orjson.dumps(frame).decode()
+
+
+async def first_frame_or_close(
+    url: str, headers: dict[str, str] | None = None
+) -> tuple[dict[str, Any] | None, int | None, str]:
+    """Connect (the handshake must succeed); the first frame, or the close code and reason."""
+    from websockets.exceptions import ConnectionClosed
+
+    async with connect(url, additional_headers=headers) as ws:
+        try:
+            return await recv_json(ws), None, ""
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None, "closed without a close frame"
+            return None, closed.rcvd.code, closed.rcvd.reason

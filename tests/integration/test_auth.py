@@ -16,9 +16,16 @@ import jwt
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
-from tests.integration.client import DRIVER_START, DROPOFF, PICKUP, Api, now_ms, recv_json
+from tests.integration.client import (
+    DRIVER_START,
+    DROPOFF,
+    PICKUP,
+    Api,
+    first_frame_or_close,
+    now_ms,
+    recv_json,
+)
 from tests.integration.conftest import SECRET, Gateway, token
 from tracking.api.auth import issue_token
 
@@ -165,18 +172,6 @@ def test_ops_endpoints_need_no_token(gateway: Gateway, path: str) -> None:
         assert response.headers["content-type"].startswith("text/plain")
 
 
-async def _first_frame_or_close(
-    url: str, headers: dict[str, str] | None = None
-) -> tuple[dict[str, Any] | None, int | None, str]:
-    """Connect (the handshake must succeed); the first frame, or the close code and reason."""
-    async with connect(url, additional_headers=headers) as ws:
-        try:
-            return await recv_json(ws), None, ""
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None, "closed without a close frame"
-            return None, closed.rcvd.code, closed.rcvd.reason
-
-
 def _ws_url(base: str, path: str, tok: str | None) -> str:
     return base + path + ("" if tok is None else f"?token={tok}")
 
@@ -196,7 +191,7 @@ def _ws_url(base: str, path: str, tok: str | None) -> str:
 def test_driver_stream_refuses(gateway: Gateway, world: World, caller: str, code: int) -> None:
     """The driver stream accepts, then closes 4401 for a bad token and 4403 for a non-driver."""
     url = _ws_url(gateway.ws_base, "/v1/drivers/ws", world.tokens[caller])
-    frame, closed, reason = asyncio.run(_first_frame_or_close(url))
+    frame, closed, reason = asyncio.run(first_frame_or_close(url))
     assert frame is None, frame
     assert closed == code and reason
 
@@ -210,7 +205,7 @@ def test_driver_stream_admits_its_driver(gateway: Gateway, world: World, via: st
         url, headers = gateway.ws_base + "/v1/drivers/ws", {"Authorization": f"Bearer {tok}"}
     else:
         url, headers = _ws_url(gateway.ws_base, "/v1/drivers/ws", tok), None
-    frame, closed, _ = asyncio.run(_first_frame_or_close(url, headers))
+    frame, closed, _ = asyncio.run(first_frame_or_close(url, headers))
     assert closed is None
     assert frame is not None and frame["type"] == "trip"
     assert frame["trip"]["id"] == world.trip_id
@@ -231,7 +226,7 @@ def test_driver_stream_admits_its_driver(gateway: Gateway, world: World, via: st
 def test_trip_channel_refuses(gateway: Gateway, world: World, caller: str, code: int) -> None:
     """The trip channel accepts, then closes 4401 for a bad token and 4403 for a stranger."""
     url = _ws_url(gateway.ws_base, f"/v1/trips/{world.trip_id}/ws", world.tokens[caller])
-    frame, closed, reason = asyncio.run(_first_frame_or_close(url))
+    frame, closed, reason = asyncio.run(first_frame_or_close(url))
     assert frame is None, frame
     assert closed == code and reason
 
@@ -240,7 +235,7 @@ def test_trip_channel_refuses(gateway: Gateway, world: World, caller: str, code:
 def test_trip_channel_admits_its_readers(gateway: Gateway, world: World, caller: str) -> None:
     """Ops and the trip's rider get the trip's snapshot first."""
     url = _ws_url(gateway.ws_base, f"/v1/trips/{world.trip_id}/ws", world.tokens[caller])
-    frame, closed, _ = asyncio.run(_first_frame_or_close(url))
+    frame, closed, _ = asyncio.run(first_frame_or_close(url))
     assert closed is None
     assert frame is not None and frame["type"] == "snapshot"
     assert frame["trip"]["id"] == world.trip_id and frame["trip"]["driver_id"] == DRIVER

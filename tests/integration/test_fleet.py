@@ -20,13 +20,13 @@ import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from tests.integration.client import (
     DRIVER_START,
     PICKUP,
     Api,
     driver_ws,
+    first_frame_or_close,
     now_ms,
     pos,
     recv_json,
@@ -301,18 +301,6 @@ def test_bad_client_frames_get_error_frames_and_the_feed_goes_on(
     assert [d["id"] for d in update["drivers"]] == [driver]
 
 
-async def _first_frame_or_close(
-    url: str, headers: dict[str, str] | None = None
-) -> tuple[Frame | None, int | None, str]:
-    """Connect (the handshake must succeed); the first frame, or the close code and reason."""
-    async with connect(url, additional_headers=headers) as ws:
-        try:
-            return await recv_json(ws), None, ""
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None, "closed without a close frame"
-            return None, closed.rcvd.code, closed.rcvd.reason
-
-
 @pytest.mark.parametrize(
     ("caller", "bbox", "code"),
     [
@@ -342,7 +330,7 @@ def test_fleet_feed_refuses(
         "ops": token("ops"),
     }
     url = fleet_url(gateway.ws_base, tokens[caller], bbox)
-    frame, closed, reason = asyncio.run(_first_frame_or_close(url))
+    frame, closed, reason = asyncio.run(first_frame_or_close(url))
     assert frame is None, frame
     assert closed == code and reason
 
@@ -351,7 +339,7 @@ def test_fleet_feed_takes_the_token_from_the_authorization_header(gateway: Gatew
     """An ops token in `Authorization: Bearer` is admitted like `?token=`."""
     url = fleet_url(gateway.ws_base, None, around(*spot()))
     headers = {"Authorization": f"Bearer {token('ops')}"}
-    frame, closed, _ = asyncio.run(_first_frame_or_close(url, headers))
+    frame, closed, _ = asyncio.run(first_frame_or_close(url, headers))
     assert closed is None and frame is not None
     assert frame == {"type": "drivers", "ts": frame["ts"], "drivers": [], "snapshot": True}
 
