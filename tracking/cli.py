@@ -44,7 +44,7 @@ def _serve(host: str, port: int, settings: Settings, banner: str | None = None) 
             port=port,
             ws_max_size=64 * 1024,
             ws_ping_interval=20,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=settings.drain_timeout_s,
             log_level="info",
             access_log=False,
         )

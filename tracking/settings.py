@@ -55,8 +55,28 @@ class Settings(BaseSettings):
         None, description="Directory of the built map pages; unset: map_ui/dist in the checkout"
     )
     fleet_interval_s: float = Field(
-        1.0, ge=0.1, description="Fleet feed: least time between updates of one driver"
+        1.0, ge=0.1, description="Fleet feed: least time between two frames on one socket"
     )
+    drain_timeout_s: float = Field(
+        10.0, gt=0, description="Graceful shutdown: time to close sockets (1012) and finish writes"
+    )
+    send_timeout_s: float = Field(
+        30.0, gt=0, description="A socket whose send is blocked this long is closed (slow_consumer)"
+    )
+    max_connections_per_ip: int = Field(
+        256, ge=1, description="Open WebSockets and SSE streams per client IP and gateway process"
+    )
+    allowed_origins: str = Field(
+        "",
+        description="Comma-separated browser origins allowed on WebSockets (plus the gateway's "
+        "own); empty: any origin",
+    )
+
+    def origin_allow_list(self) -> frozenset[str]:
+        """`allowed_origins` as a set of normalised origins (empty: no check)."""
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
+        )
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or a dev secret kept in ./.tracking (created once)."""
