@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
+import socket
 import sys
 from collections.abc import Iterator
 
+from tracking.logs import install_redaction
 from tracking.settings import Settings
 
 log = logging.getLogger("tracking")
@@ -37,18 +40,39 @@ def _serve(host: str, port: int, settings: Settings, banner: str | None = None) 
         settings.resolved_jwt_secret()  # create (and announce) the dev secret once, here
         if banner:
             print(banner)
-        uvicorn.run(
+        config = uvicorn.Config(
             "tracking.api.app:app_from_env",
             factory=True,
             host=host,
             port=port,
             ws_max_size=64 * 1024,
             ws_ping_interval=20,
-            timeout_graceful_shutdown=settings.drain_timeout_s,
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             log_level="info",
             access_log=False,
         )
+        install_redaction()  # after uvicorn has set up its log handlers
+        uvicorn.Server(config).run(sockets=[_listen(host, port, settings.socket_send_buffer_bytes)])
     return 0
+
+
+def _listen(host: str, port: int, send_buffer_bytes: int) -> socket.socket:
+    """The listening socket; accepted connections inherit its send buffer size.
+
+    A fixed kernel send buffer (instead of autotuning up to 4 MiB per
+    socket) keeps the memory of 10 000 sockets predictable, and makes a
+    reader that stops reading block our send within a few hundred kB, so
+    that its feed conflates and, past TRACKING_SEND_TIMEOUT_S, is closed.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _try_it_banner(host: str, port: int, settings: Settings) -> str:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(
         30.0, gt=0, description="A socket whose send is blocked this long is closed (slow_consumer)"
     )
+    socket_send_buffer_bytes: int = Field(
+        131_072,
+        ge=4096,
+        description="Kernel send buffer of each client socket (SO_SNDBUF; the kernel doubles it)",
+    )
     max_connections_per_ip: int = Field(
         256, ge=1, description="Open WebSockets and SSE streams per client IP and gateway process"
     )

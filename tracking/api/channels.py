@@ -16,10 +16,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tracking.api import metrics
 from tracking.api.auth import Principal, authorize, principal, requires
 from tracking.api.errors import CLOSE_NORMAL, close_code
-from tracking.api.feed import TripFeed
+from tracking.api.feed import TripFeed, conflated
 from tracking.core.errors import (
     BadFrame,
     Forbidden,
+    SlowConsumer,
     TrackingError,
     UnknownType,
     ValidationFailed,
@@ -87,9 +88,16 @@ async def trip_channel(ws: WebSocket, trip_id: str) -> None:
                 orjson.dumps({"type": "error", "code": exc.code, "detail": exc.detail}).decode()
             )
 
+    send_timeout_s = service.settings.send_timeout_s
+
     async def deliver(feed: TripFeed) -> tuple[int, str]:
-        async for frame in feed.frames():
-            await ws.send_text(frame.data.decode())
+        async for frame in conflated(feed.frames()):
+            try:
+                # Blocks while the client's socket is full; the feed keeps
+                # conflating meanwhile. A reader stuck this long is gone.
+                await asyncio.wait_for(ws.send_text(frame.data.decode()), send_timeout_s)
+            except TimeoutError:
+                raise SlowConsumer(f"a send stayed blocked for {send_timeout_s:g} s") from None
             metrics.FRAMES_OUT.labels("rider").inc()
             if frame.final:
                 return CLOSE_NORMAL, "trip ended"
@@ -118,8 +126,9 @@ async def trip_channel(ws: WebSocket, trip_id: str) -> None:
     finally:
         metrics.CONNECTIONS.labels("rider").dec()
     if close_with and ws.client_state == WebSocketState.CONNECTED:
+        # A client that does not read would block the close frame too.
         with contextlib.suppress(Exception):
-            await ws.close(*close_with)
+            await asyncio.wait_for(ws.close(*close_with), 1.0)
 
 
 @router.get(
@@ -155,7 +164,7 @@ async def trip_events(
         try:
             async with feed:
                 yield b"retry: 1000\n\n"
-                async for frame in feed.frames():
+                async for frame in conflated(feed.frames()):
                     head = b"" if frame.seq is None else b"id: %d\n" % frame.seq
                     yield head + b"data: " + frame.data + b"\n\n"
                     metrics.FRAMES_OUT.labels("sse").inc()

@@ -9,27 +9,28 @@ stream, so a client never misses an event it is owed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
 
+from tracking.api import metrics
 from tracking.core import trip as core
-from tracking.core.errors import TrackingError
+from tracking.core.errors import SlowConsumer
 from tracking.core.messages import TERMINAL
+from tracking.core.outbox import Outbox
 from tracking.service import TrackingService
 from tracking.store import keys
 from tracking.store.fanout import FanOut
 
 MAX_BACKLOG = 10_000
-"""A client this far behind is not reading; it is disconnected."""
-
-
-class SlowConsumer(TrackingError):
-    """The client does not read its events fast enough."""
-
-    code = "slow_consumer"
+"""Pub/sub messages not yet taken from a feed: a safety net, `conflated` keeps it near 0."""
+MAX_KEPT = 1_000
+"""Unskippable frames (status, route, signal, snapshots) owed to one reader before it is cut."""
+SKIPPABLE = frozenset({"position", "eta", "heartbeat"})
+"""Frames a slow reader gets only the newest of (the contract allows it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Frame:
     """Where a client resumes after this frame (an event's seq, a snapshot's trip seq)."""
     final: bool = False
     """The last frame: the trip reached a terminal state."""
+    kind: str = ""
+    """The frame's `type`."""
 
 
 class TripFeed:
@@ -83,12 +86,14 @@ class TripFeed:
             replay = await self.service.store.events_after(self.trip_id, self.since, state.seq)
         if self.since is not None and replay is not None:
             for i, data in enumerate(replay):
-                yield Frame(data, self.since + i + 1, final=_is_terminal(orjson.loads(data)))
+                yield _event_frame(data, self.since + i + 1)
         else:
             snapshot: dict[str, object] = {"type": "snapshot", "trip": core.view(state)}
             if self.since is not None:
                 snapshot["reset"] = True
-            yield Frame(orjson.dumps(snapshot), state.seq, final=state.status in TERMINAL)
+            yield Frame(
+                orjson.dumps(snapshot), state.seq, final=state.status in TERMINAL, kind="snapshot"
+            )
         if state.status in TERMINAL:
             return
         while True:
@@ -104,7 +109,7 @@ class TripFeed:
                         if frame.final:
                             return
                 beat = {"type": "heartbeat", "ts": time.time_ns() // 1_000_000}
-                yield Frame(orjson.dumps(beat), None)
+                yield Frame(orjson.dumps(beat), None, kind="heartbeat")
                 continue
             if self._queue.qsize() > MAX_BACKLOG:
                 raise SlowConsumer(f"more than {MAX_BACKLOG} events behind")
@@ -121,7 +126,7 @@ class TripFeed:
                     continue
             self.last = seq
             terminal = _is_terminal(event)
-            yield Frame(data, seq, final=terminal)
+            yield Frame(data, seq, final=terminal, kind=str(event.get("type", "")))
             if terminal:
                 return
 
@@ -132,11 +137,74 @@ class TripFeed:
             current = await self.service.get_trip(self.trip_id)
             reset = {"type": "snapshot", "trip": core.view(current), "reset": True}
             self.last = current.seq
-            yield Frame(orjson.dumps(reset), current.seq, final=current.status in TERMINAL)
+            yield Frame(
+                orjson.dumps(reset), current.seq, final=current.status in TERMINAL, kind="snapshot"
+            )
             return
         for data in missing:
             self.last += 1
-            yield Frame(data, self.last, final=_is_terminal(orjson.loads(data)))
+            yield _event_frame(data, self.last)
+
+
+async def conflated(frames: AsyncIterator[Frame], max_kept: int = MAX_KEPT) -> AsyncIterator[Frame]:
+    """`frames` at the pace the reader takes them, skipping superseded positions and ETAs.
+
+    A task keeps draining `frames` into an `Outbox` while the reader is busy
+    (a send blocked on a full socket), so a slow reader costs one pending
+    frame per skippable kind plus what it must not miss, never a backlog,
+    and never holds up the fan-out for the other readers.
+
+    Raises:
+        SlowConsumer: the reader is owed more than `max_kept` unskippable frames.
+    """
+    outbox: Outbox[Frame] = Outbox(max_kept)
+    ready = asyncio.Event()
+    failure: list[BaseException] = []
+    finished = asyncio.Event()
+
+    async def produce() -> None:
+        try:
+            async for frame in frames:
+                key = frame.kind if frame.kind in SKIPPABLE else None
+                outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
+                if outbox.skipped:
+                    metrics.FRAMES_SKIPPED.inc(outbox.skipped)
+                    outbox.skipped = 0
+                ready.set()
+                if frame.final:
+                    return
+        except Exception as exc:  # handed to the reader, raised in its task
+            failure.append(exc)
+        finally:
+            finished.set()
+            ready.set()
+
+    producer = asyncio.create_task(produce(), name="feed-producer")
+    try:
+        while True:
+            if failure:
+                raise failure[0]
+            frame = outbox.pop()
+            if frame is None:
+                if finished.is_set():
+                    if failure:
+                        raise failure[0]
+                    return
+                ready.clear()
+                await ready.wait()
+                continue
+            yield frame
+            if frame.final:
+                return
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+
+def _event_frame(data: bytes, seq: int) -> Frame:
+    event = orjson.loads(data)
+    return Frame(data, seq, final=_is_terminal(event), kind=str(event.get("type", "")))
 
 
 def _is_terminal(event: dict[str, object]) -> bool:

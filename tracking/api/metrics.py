@@ -14,3 +14,7 @@ POINT_TO_PUBLISH = Histogram(
     "From receiving a driver frame to its events being stored and published",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+FRAMES_SKIPPED = Counter(
+    "tracking_frames_skipped_total",
+    "Positions and ETAs a slow reader skipped because a newer one replaced them",
+)

@@ -126,3 +126,9 @@ class Unavailable(TrackingError):
     """A dependency (Redis) is unreachable; retry later."""
 
     code = "unavailable"
+
+
+class SlowConsumer(TrackingError):
+    """The client does not read its events fast enough (a send stayed blocked)."""
+
+    code = "slow_consumer"
