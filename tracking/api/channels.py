@@ -17,9 +17,11 @@ from tracking.api import metrics
 from tracking.api.auth import Principal, authorize, principal, requires
 from tracking.api.errors import CLOSE_NORMAL, close_code
 from tracking.api.feed import TripFeed, conflated
+from tracking.api.guard import client_ip, counter, guarded_socket
 from tracking.core.errors import (
     BadFrame,
     Forbidden,
+    RateLimited,
     SlowConsumer,
     TrackingError,
     UnknownType,
@@ -65,6 +67,7 @@ def _client_frame_error(raw: str | bytes) -> TrackingError:
 
 
 @router.websocket("/v1/trips/{trip_id}/ws")
+@guarded_socket
 async def trip_channel(ws: WebSocket, trip_id: str) -> None:
     """Snapshot (or replay after `since`), then live events in seq order."""
     await ws.accept()
@@ -158,8 +161,19 @@ async def trip_events(
         # "stop reconnecting" (an EventSource would otherwise retry forever).
         return Response(status_code=204)
     feed = TripFeed(service, request.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
+    ip = client_ip(request)
+    slots = counter(request)
+    if slots.count(ip) >= service.settings.max_connections_per_ip:
+        raise RateLimited(
+            f"more than {service.settings.max_connections_per_ip} connections from this address"
+        )
 
     async def stream() -> AsyncIterator[bytes]:
+        # Counted from the first byte: a stream that never starts holds no slot.
+        if not slots.acquire(ip):
+            limited = {"type": "error", "code": "rate_limited", "detail": "too many connections"}
+            yield b"data: " + orjson.dumps({**limited, "ts": _now_ms()}) + b"\n\n"
+            return
         metrics.CONNECTIONS.labels("sse").inc()
         try:
             async with feed:
@@ -175,6 +189,7 @@ async def trip_events(
             yield b"data: " + orjson.dumps(error) + b"\n\n"
         finally:
             metrics.CONNECTIONS.labels("sse").dec()
+            slots.release(ip)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

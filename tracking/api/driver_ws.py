@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tracking.api import metrics
 from tracking.api.auth import principal
 from tracking.api.errors import close_code
+from tracking.api.guard import guarded_socket
 from tracking.core import trip as core
 from tracking.core.errors import (
     BadFrame,
@@ -133,6 +134,7 @@ class DriverConnection:
 
 
 @router.websocket("/v1/drivers/ws")
+@guarded_socket
 async def driver_stream(ws: WebSocket) -> None:
     """The driver app's stream of positions; see docs/protocol.md."""
     await ws.accept()

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tracking.api import metrics
 from tracking.api.auth import principal, requires
 from tracking.api.errors import CLOSE_INTERNAL, close_code
+from tracking.api.guard import guarded_socket
 from tracking.api.routes import ERRORS as ERROR_RESPONSES
 from tracking.api.routes import Caller, Service
 from tracking.core.errors import TrackingError
@@ -153,6 +154,7 @@ class FleetSocket:
 
 
 @router.websocket("/v1/fleet/ws")
+@guarded_socket
 async def fleet_feed(ws: WebSocket) -> None:
     """Drivers in a box for the ops dashboard; see docs/protocol.md."""
     await ws.accept()

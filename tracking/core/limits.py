@@ -46,3 +46,30 @@ class StrikeWindow:
         while self._times and self._times[0] <= now_s - self.window_s:
             self._times.popleft()
         return len(self._times) > self.limit
+
+
+class ConnectionCounter:
+    """Open connections per key (a client IP), each key capped at `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        """Count one more connection for `key`; False (and nothing counted) at the limit."""
+        current = self._open.get(key, 0)
+        if current >= self.limit:
+            return False
+        self._open[key] = current + 1
+        return True
+
+    def release(self, key: str) -> None:
+        """One connection of `key` ended."""
+        current = self._open.get(key, 0)
+        if current <= 1:
+            self._open.pop(key, None)
+        else:
+            self._open[key] = current - 1
+
+    def count(self, key: str) -> int:
+        return self._open.get(key, 0)
