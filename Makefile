@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/eta_accuracy.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(UI)/node_modules $(UI)/dist

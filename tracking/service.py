@@ -67,6 +67,10 @@ class DriverSession:
 
     driver: DriverState
     trip: TripState | None = None
+    unsettled_seq: int | None = None
+    """Lowest seq of points that failed to store (Redis unavailable): until the
+    client resends from there, no later point is stored, so that a cumulative
+    ack never covers a point that is not stored."""
 
 
 @dataclass(slots=True)
@@ -281,70 +285,122 @@ class TrackingService:
         """Admit, apply and durably store a driver's points, in order.
 
         Returns the cumulative ack (every point up to it is stored) and the
-        points rejected, each with its error.
+        points rejected, each with its error. Raises Unavailable if they could
+        not be stored; the client resends them.
         """
-        now = now_ms()
-        driver = copy.copy(session.driver)
-        errors: list[TrackingError] = []
+        if session.unsettled_seq is not None:
+            await self._settle(session, points)
         admitted: list[Point] = []
-        for point in points:
-            try:
-                if admit_point(driver, point, now, self.cfg):
-                    admitted.append(point)
-            except ValidationFailed as exc:
-                errors.append(exc)
-        if not admitted:
-            if driver.jump_rejects != session.driver.jump_rejects:
-                # Keep the teleport count, so that re-anchoring also works for
-                # a driver posting one point per HTTP request.
-                await self.store.write(Write(driver=driver, seen_ms=now))
-                session.driver.jump_rejects = driver.jump_rejects
-            return IngestResult(session.driver.last_seq, errors, False)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            trip = await self.current_trip(session)
-            work = copy.copy(trip) if trip is not None else None
-            events: list[TripEvent] = []
-            trail: list[str] = []
-            route_rev = work.route_rev if work else 0
-            if work is not None:
-                for point in admitted:
-                    if not work.active:
-                        break
-                    events += core.apply_fix(work, point, now, self.cfg, self.route_of(work))
-                    events += await self._follow_route_requests(work, now)
-                    trail.append(trail_entry(point.lon, point.lat, point.ts, point.seq))
-            assert driver.fix is not None  # a point was admitted
-            write = Write(
-                trip=work,
-                expected_rev=trip.rev if trip else 0,
-                route_changed=work is not None and work.route_rev != route_rev,
-                events=events,
-                trail=trail,
-                deadline_ms=core.deadline_ms(work, self.cfg) if work else None,
-                driver=driver,
-                fleet=encode_update(
-                    update_from(
-                        driver.id,
-                        driver.fix,
-                        work.id if work else None,
-                        work.status if work else None,
-                    )
-                ),
-                seen_ms=now,
-            )
-            if await self.store.write(write):
-                # An assignment may have landed while we wrote: keep its trip id.
-                driver.trip_id = session.driver.trip_id
-                session.driver = driver
-                session.trip = work if work is not None and work.id == driver.trip_id else None
-                if work is not None:
-                    await self._notify_driver(work, events)
-                    await self._teach(work, events)
-                return IngestResult(
-                    driver.last_seq, errors, any(e["type"] == "status" for e in events)
+        try:
+            for _ in range(MAX_CAS_ATTEMPTS):
+                now = now_ms()
+                driver = copy.copy(session.driver)
+                errors: list[TrackingError] = []
+                admitted = []
+                for point in points:
+                    try:
+                        if admit_point(driver, point, now, self.cfg):
+                            admitted.append(point)
+                    except ValidationFailed as exc:
+                        errors.append(exc)
+                if not admitted:
+                    if driver.jump_rejects != session.driver.jump_rejects:
+                        # Keep the teleport count, so that re-anchoring also works
+                        # for a driver posting one point per HTTP request.
+                        await self.store.write(Write(driver=driver, seen_ms=now))
+                        session.driver.jump_rejects = driver.jump_rejects
+                    return IngestResult(session.driver.last_seq, errors, False)
+                result = await self._store_points(session, driver, admitted, errors, now)
+                if result is not None:
+                    return result
+                # The trip changed, or these points were stored by another socket
+                # of this driver (or by a write retried after its reply was lost):
+                # reload both and admit again, so that nothing is stored twice.
+                session.trip = None
+                session.driver = await self.store.load_driver(session.driver.id)
+            raise Unavailable("could not store points: the trip kept changing; resend")
+        except Unavailable:
+            if admitted:
+                first = admitted[0].seq
+                if session.unsettled_seq is None or first < session.unsettled_seq:
+                    session.unsettled_seq = first
+            session.trip = None
+            raise
+
+    async def _settle(self, session: DriverSession, points: Sequence[Point]) -> None:
+        """After a failed store: go on only once the client resends the failed points.
+
+        The failed write may have landed after all (its reply lost), so the
+        driver's stored state is read again first.
+        """
+        assert session.unsettled_seq is not None
+        session.driver = await self.store.load_driver(session.driver.id)
+        session.trip = None
+        last = session.driver.last_seq
+        fresh = [p.seq for p in points if p.seq > last]
+        if last >= session.unsettled_seq:
+            session.unsettled_seq = None  # the failed write landed after all
+            return
+        if not fresh:
+            return  # points stored already: acked again, nothing new to order
+        if fresh[0] <= session.unsettled_seq:
+            session.unsettled_seq = None  # the resend
+            return
+        raise Unavailable(
+            f"points from seq {session.unsettled_seq} are not stored: resend them first"
+        )
+
+    async def _store_points(
+        self,
+        session: DriverSession,
+        driver: DriverState,
+        admitted: list[Point],
+        errors: list[TrackingError],
+        now: int,
+    ) -> IngestResult | None:
+        """Apply admitted points to the driver's trip and store them; None on a conflict."""
+        trip = await self.current_trip(session)
+        work = copy.copy(trip) if trip is not None else None
+        events: list[TripEvent] = []
+        trail: list[str] = []
+        route_rev = work.route_rev if work else 0
+        if work is not None:
+            for point in admitted:
+                if not work.active:
+                    break
+                events += core.apply_fix(work, point, now, self.cfg, self.route_of(work))
+                events += await self._follow_route_requests(work, now)
+                trail.append(trail_entry(point.lon, point.lat, point.ts, point.seq))
+        assert driver.fix is not None  # a point was admitted
+        write = Write(
+            trip=work,
+            expected_rev=trip.rev if trip else 0,
+            route_changed=work is not None and work.route_rev != route_rev,
+            events=events,
+            trail=trail,
+            deadline_ms=core.deadline_ms(work, self.cfg) if work else None,
+            driver=driver,
+            fleet=encode_update(
+                update_from(
+                    driver.id,
+                    driver.fix,
+                    work.id if work else None,
+                    work.status if work else None,
                 )
-            session.trip = None  # someone else changed the trip: reload and redo
-        raise Unavailable("could not store points: the trip kept changing; resend")
+            ),
+            seen_ms=now,
+            first_seq=admitted[0].seq,
+        )
+        if not await self.store.write(write):
+            return None
+        # An assignment may have landed while we wrote: keep its trip id.
+        driver.trip_id = session.driver.trip_id
+        session.driver = driver
+        session.trip = work if work is not None and work.id == driver.trip_id else None
+        if work is not None:
+            await self._notify_driver(work, events)
+            await self._teach(work, events)
+        return IngestResult(driver.last_seq, errors, any(e["type"] == "status" for e in events))
 
     # --- the fleet (ops) ---------------------------------------------------------
 

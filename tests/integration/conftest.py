@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,15 @@ class Gateway:
     def stop(self) -> None:
         stop_process(self.proc, 10)
         self.log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the process vanishes mid-work, no close frames, no cleanup."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM: uvicorn's graceful shutdown (stop accepting, close sockets with 1012, drain)."""
+        self.proc.send_signal(signal.SIGTERM)
 
     def problems(self) -> str:
         """Tracebacks and warnings the gateway printed: a served error is a bug."""

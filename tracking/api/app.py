@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tracking.api import channels, driver_ws, errors, fleet, maps, pages, routes
 from tracking.routing import GraphRouter, load_router
@@ -21,6 +24,20 @@ from tracking.store.trips import TripStore
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
+REDIS_RETRIES = 15
+REDIS_BACKOFF_CAP_S = 0.5
+"""A command that finds Redis unreachable (refused, reset, still loading its data)
+is retried with jittered exponential backoff for about 3.5 to 7 s in all: a Redis
+restart or failover only delays it. Past that it fails as `unavailable`. A
+timeout is not retried: a Redis that hangs should not hold requests longer."""
+
+
+def redis_retry() -> Retry:
+    return Retry(
+        EqualJitterBackoff(cap=REDIS_BACKOFF_CAP_S, base=0.05),
+        REDIS_RETRIES,
+        supported_errors=(RedisConnectionError,),
+    )
 
 
 async def _sweep(service: TrackingService) -> None:
@@ -57,8 +74,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
+            retry=redis_retry(),
         )
-        store = TripStore(redis, stream_maxlen=settings.stream_maxlen, ttl_s=settings.trip_ttl_s)
+        # Readiness answers now: one immediate retry (a connection the last
+        # Redis restart left stale), then 503.
+        probe = Redis.from_url(
+            settings.redis_url or "",
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        store = TripStore(
+            redis, stream_maxlen=settings.stream_maxlen, ttl_s=settings.trip_ttl_s, probe=probe
+        )
         service = TrackingService(settings, store, router)
         fanout = FanOut(redis)
         await fanout.start()
@@ -74,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             await fanout.stop()
             await redis.aclose()
+            await probe.aclose()
 
     app = FastAPI(
         title="tracking",

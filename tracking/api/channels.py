@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tracking.api import metrics
 from tracking.api.auth import Principal, authorize, principal, requires
 from tracking.api.errors import CLOSE_NORMAL, close_code
-from tracking.api.feed import TripFeed, conflated
+from tracking.api.feed import Conflated, TripFeed
 from tracking.api.guard import client_ip, counter, guarded_socket
 from tracking.core.errors import (
     BadFrame,
@@ -51,7 +51,8 @@ def parse_since(raw: str | None) -> int | None:
     """The `since` query parameter: absent, or a seq >= 0."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    # isdigit() alone also admits "²" and "٣", which int() refuses or misreads.
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationFailed(f"since must be a whole number >= 0, not {raw[:20]!r}")
     return int(raw)
 
@@ -94,16 +95,18 @@ async def trip_channel(ws: WebSocket, trip_id: str) -> None:
     send_timeout_s = service.settings.send_timeout_s
 
     async def deliver(feed: TripFeed) -> tuple[int, str]:
-        async for frame in conflated(feed.frames()):
-            try:
-                # Blocks while the client's socket is full; the feed keeps
-                # conflating meanwhile. A reader stuck this long is gone.
-                await asyncio.wait_for(ws.send_text(frame.data.decode()), send_timeout_s)
-            except TimeoutError:
-                raise SlowConsumer(f"a send stayed blocked for {send_timeout_s:g} s") from None
-            metrics.FRAMES_OUT.labels("rider").inc()
-            if frame.final:
-                return CLOSE_NORMAL, "trip ended"
+        async with Conflated(feed.frames(), trip_id) as frames:
+            async for frame in frames:
+                try:
+                    # Blocks while the client's socket is full; the feed keeps
+                    # conflating meanwhile. A reader stuck this long is gone.
+                    async with asyncio.timeout(send_timeout_s):
+                        await ws.send_text(frame.data.decode())
+                except TimeoutError:
+                    raise SlowConsumer(f"a send stayed blocked for {send_timeout_s:g} s") from None
+                metrics.FRAMES_OUT.labels("rider").inc()
+                if frame.final:
+                    return CLOSE_NORMAL, "trip ended"
         return CLOSE_NORMAL, "trip ended"
 
     metrics.CONNECTIONS.labels("rider").inc()
@@ -153,7 +156,7 @@ async def trip_events(
     """
     service: TrackingService = request.app.state.service
     await authorize_trip_reader(authorize(request), service, trip_id)
-    if last_event_id and last_event_id.isdigit():
+    if last_event_id and last_event_id.isascii() and last_event_id.isdigit():
         since = int(last_event_id)
     state = await service.get_trip(trip_id)
     if since is not None and since >= state.seq and state.status in TERMINAL:
@@ -176,9 +179,9 @@ async def trip_events(
             return
         metrics.CONNECTIONS.labels("sse").inc()
         try:
-            async with feed:
+            async with feed, Conflated(feed.frames(), trip_id) as frames:
                 yield b"retry: 1000\n\n"
-                async for frame in conflated(feed.frames()):
+                async for frame in frames:
                     head = b"" if frame.seq is None else b"id: %d\n" % frame.seq
                     yield head + b"data: " + frame.data + b"\n\n"
                     metrics.FRAMES_OUT.labels("sse").inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,8 +94,36 @@ def error_body(code: str, detail: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "detail": detail}}
 
 
+VALIDATION_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "description": "The contract's error body; `code` is `validation_error`",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "detail"],
+            "properties": {"code": {"type": "string"}, "detail": {"type": "string"}},
+        }
+    },
+}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every HTTP error the contract's body."""
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI documents its own 422 body ({"detail": [...]}) on every route
+        # that validates input; the handler below answers with ours instead.
+        if app.openapi_schema is None:
+            schemas = generate_openapi().get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+                schemas.pop("ValidationError", None)
+        return generate_openapi()  # the cached, amended schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(TrackingError)
     async def tracking_error(_: Request, exc: TrackingError) -> JSONResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from tracking.service import TrackingService
 from tracking.store import keys
 from tracking.store.fanout import FanOut
 
+log = logging.getLogger(__name__)
+
 MAX_BACKLOG = 10_000
-"""Pub/sub messages not yet taken from a feed: a safety net, `conflated` keeps it near 0."""
+"""Pub/sub messages not yet taken from a feed: a safety net, `Conflated` keeps it near 0."""
 MAX_KEPT = 1_000
 """Unskippable frames (status, route, signal, snapshots) owed to one reader before it is cut."""
 SKIPPABLE = frozenset({"position", "eta", "heartbeat"})
@@ -98,7 +101,11 @@ class TripFeed:
             return
         while True:
             try:
-                data = await asyncio.wait_for(self._queue.get(), self.heartbeat_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can
+                # swallow a cancel that lands with an event, and the feed
+                # would outlive its client.
+                async with asyncio.timeout(self.heartbeat_s):
+                    data = await self._queue.get()
             except TimeoutError:
                 # A quiet trip, or a lost publish (say, of the final status
                 # while Redis reconnected): the stored seq tells which.
@@ -146,7 +153,7 @@ class TripFeed:
             yield _event_frame(data, self.last)
 
 
-async def conflated(frames: AsyncIterator[Frame], max_kept: int = MAX_KEPT) -> AsyncIterator[Frame]:
+class Conflated:
     """`frames` at the pace the reader takes them, skipping superseded positions and ETAs.
 
     A task keeps draining `frames` into an `Outbox` while the reader is busy
@@ -154,52 +161,72 @@ async def conflated(frames: AsyncIterator[Frame], max_kept: int = MAX_KEPT) -> A
     frame per skippable kind plus what it must not miss, never a backlog,
     and never holds up the fan-out for the other readers.
 
-    Raises:
+    Use as `async with Conflated(feed.frames()) as frames: async for frame in
+    frames`: leaving the block stops the task, however the reader ends (an
+    async generator would leave it running when its reader is cancelled).
+
+    Raises (from iteration):
         SlowConsumer: the reader is owed more than `max_kept` unskippable frames.
     """
-    outbox: Outbox[Frame] = Outbox(max_kept)
-    ready = asyncio.Event()
-    failure: list[BaseException] = []
-    finished = asyncio.Event()
 
-    async def produce() -> None:
+    def __init__(
+        self, frames: AsyncIterator[Frame], trip_id: str = "", max_kept: int = MAX_KEPT
+    ) -> None:
+        self._frames = frames
+        self._trip_id = trip_id
+        self._outbox: Outbox[Frame] = Outbox(max_kept)
+        self._ready = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._finished = False
+        self._producer: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Conflated:
+        self._producer = asyncio.create_task(self._produce(), name="feed-producer")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        producer = self._producer
+        if producer is None:
+            return
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({producer}, timeout=5.0)
+        if not producer.done():
+            import sys
+
+            producer.print_stack(file=sys.stderr)
+
+    def __aiter__(self) -> Conflated:
+        return self
+
+    async def __anext__(self) -> Frame:
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            frame = self._outbox.pop()
+            if frame is not None:
+                return frame
+            if self._finished:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def _produce(self) -> None:
         try:
-            async for frame in frames:
+            async for frame in self._frames:
                 key = frame.kind if frame.kind in SKIPPABLE else None
-                outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
-                if outbox.skipped:
-                    metrics.FRAMES_SKIPPED.inc(outbox.skipped)
-                    outbox.skipped = 0
-                ready.set()
+                self._outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
+                if self._outbox.skipped:
+                    metrics.FRAMES_SKIPPED.inc(self._outbox.skipped)
+                    self._outbox.skipped = 0
+                self._ready.set()
                 if frame.final:
                     return
         except Exception as exc:  # handed to the reader, raised in its task
-            failure.append(exc)
+            self._failure = exc
         finally:
-            finished.set()
-            ready.set()
-
-    producer = asyncio.create_task(produce(), name="feed-producer")
-    try:
-        while True:
-            if failure:
-                raise failure[0]
-            frame = outbox.pop()
-            if frame is None:
-                if finished.is_set():
-                    if failure:
-                        raise failure[0]
-                    return
-                ready.clear()
-                await ready.wait()
-                continue
-            yield frame
-            if frame.final:
-                return
-    finally:
-        producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
+            self._finished = True
+            self._ready.set()
 
 
 def _event_frame(data: bytes, seq: int) -> Frame:

@@ -32,7 +32,7 @@ from tracking.api.errors import CLOSE_INTERNAL, close_code
 from tracking.api.guard import guarded_socket
 from tracking.api.routes import ERRORS as ERROR_RESPONSES
 from tracking.api.routes import Caller, Service
-from tracking.core.errors import TrackingError
+from tracking.core.errors import TrackingError, Unavailable
 from tracking.core.fleet import FleetConflator, NewestOnly, decode_update
 from tracking.core.geo import BBox
 from tracking.core.messages import OpsStats, decode_fleet_frame
@@ -184,7 +184,7 @@ async def fleet_feed(ws: WebSocket) -> None:
         await hub.leave(conn.conflator)
         metrics.CONNECTIONS.labels("fleet").dec()
     for outcome in outcomes:
-        if isinstance(outcome, RedisError):
+        if isinstance(outcome, RedisError | Unavailable):  # the store raises Unavailable
             log.warning("fleet feed: closing, Redis failed: %s", outcome)
             metrics.ERRORS.labels("unavailable").inc()
             if ws.client_state == WebSocketState.CONNECTED:

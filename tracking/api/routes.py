@@ -27,6 +27,7 @@ from tracking.core.messages import (
     TripAction,
 )
 from tracking.service import TrackingService
+from tracking.store.trips import GEO_MAX_LAT
 
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="JWT; browsers may pass ?token= instead")
@@ -138,7 +139,11 @@ async def nearby(
     who: Caller,
     service: Service,
     lon: float = Query(ge=-180, le=180),
-    lat: float = Query(ge=-90, le=90),
+    lat: float = Query(
+        ge=-GEO_MAX_LAT,
+        le=GEO_MAX_LAT,
+        description="The geo index holds no point nearer the poles than ±85.05112878",
+    ),
     radius_m: float = Query(1000.0, gt=0, le=100_000),
 ) -> dict[str, Any]:
     """Drivers whose last position is within `radius_m`, nearest first (ops)."""
@@ -163,7 +168,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(service: Service) -> dict[str, str]:
     """Readiness: Redis answers."""
     try:
-        await service.store.redis.ping()
+        await service.store.ping()
+    except Unavailable:
+        raise
     except Exception as exc:
         raise Unavailable(f"redis unreachable: {type(exc).__name__}") from None
     return {"status": "ready"}

@@ -12,6 +12,8 @@ from tracking.core.geo import haversine_m, valid_lon_lat
 from tracking.core.messages import Point
 from tracking.core.state import CoreConfig
 
+MAX_INDEXED_LAT = 85.05112878
+"""The geo index (Redis GEO, web-mercator cells) holds no point nearer the poles."""
 JUMP_REJECTS_TO_REANCHOR = 3
 """After this many rejected jumps in a row the last accepted fix was the
 outlier, not the new ones: the next point is accepted as a fresh start."""
@@ -59,6 +61,13 @@ def admit_point(driver: DriverState, point: Point, now_ms: int, cfg: CoreConfig)
     if not valid_lon_lat(point.lon, point.lat):
         raise InvalidPosition(
             f"lon {point.lon}, lat {point.lat} out of range (lon -180..180, lat -90..90)",
+            seq=point.seq,
+        )
+    if abs(point.lat) > MAX_INDEXED_LAT:
+        # Refused here, like any out-of-range fix: storing it would fail the
+        # whole write (and the socket) at the geo index.
+        raise InvalidPosition(
+            f"lat {point.lat} is beyond ±{MAX_INDEXED_LAT}, the latitudes the service can index",
             seq=point.seq,
         )
     if point.ts > now_ms + cfg.future_tolerance_ms:

@@ -322,6 +322,18 @@ class Trip(BaseModel):
 
 
 class CreateTrip(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pickup": {"lon": 24.9384, "lat": 60.1699},
+                    "dropoff": {"lon": 24.9496, "lat": 60.1733},
+                    "kind": "ride",
+                }
+            ]
+        }
+    )
+
     pickup: LonLat
     dropoff: LonLat
     kind: Kind = "ride"

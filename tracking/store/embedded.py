@@ -60,12 +60,31 @@ def redis_server_binary() -> str:
 
 
 class EmbeddedRedis:
-    """A private redis-server process; use as a context manager."""
+    """A private redis-server process; use as a context manager.
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False) -> None:
+    Args:
+        port: Loopback port; a free one if not given.
+        appendonly: Keep an append-only file (AOF) in `data_dir`.
+        appendfsync: The AOF's fsync policy: `always` (before every reply),
+            `everysec` or `no`.
+        data_dir: Where the server keeps its files. Given, it is kept on stop,
+            so that a server started again on it reloads the data (a restart);
+            otherwise a temporary directory is made and removed on stop.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        data_dir: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
-        self.dir = tempfile.mkdtemp(prefix="tracking-redis-")
+        self.appendfsync = appendfsync
+        self._own_dir = data_dir is None
+        self.dir = data_dir or tempfile.mkdtemp(prefix="tracking-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +98,7 @@ class EmbeddedRedis:
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
             "--dir", self.dir,
             "--protected-mode", "yes",
             "--loglevel", "warning",
@@ -109,7 +129,8 @@ class EmbeddedRedis:
             stop_process(self.proc, 5)
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

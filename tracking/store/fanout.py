@@ -10,16 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tracking.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[bytes], None]
+
+RECONNECT_BASE_S = 0.05
+RECONNECT_CAP_S = 0.5
+
+
+def reconnect_delay_s(failures: int) -> float:
+    """Wait before reading again after `failures` failed reads in a row (1 = the first)."""
+    return min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2.0 ** max(0, failures - 1))
 
 
 class FanOut:
@@ -49,12 +61,23 @@ class FanOut:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def add(self, channel: str, listener: Listener) -> None:
-        """Start delivering `channel`'s messages to `listener`."""
+        """Start delivering `channel`'s messages to `listener`.
+
+        Raises Unavailable if Redis cannot be reached to subscribe; nothing is
+        registered then.
+        """
         async with self._lock:
             listeners = self._listeners.setdefault(channel, set())
             listeners.add(listener)
-            if len(listeners) == 1:
+            if len(listeners) > 1:
+                return
+            try:
                 await self._pubsub.subscribe(channel)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Registered without a subscription, the channel would stay
+                # silent for this listener and every later one.
+                del self._listeners[channel]
+                raise Unavailable(f"redis unreachable: {exc}") from exc
 
     async def remove(self, channel: str, listener: Listener) -> None:
         async with self._lock:
@@ -72,19 +95,34 @@ class FanOut:
         return len(self._listeners)
 
     async def _run(self) -> None:
+        # redis-py reconnects on the next read and subscribes again to every
+        # channel; listeners repair any gap from the trip's stream.
         failures = 0
+        lost_at = 0.0
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-                failures = 0
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                # redis-py reconnects and re-subscribes every channel on the
-                # next read; listeners repair any gap from the trip's stream.
+            except (RedisError, OSError) as exc:
                 failures += 1
                 self.reconnects += 1
-                log.warning("fan-out lost Redis (%s); retrying", exc)
-                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                if failures == 1:
+                    lost_at = time.monotonic()
+                    log.warning("fan-out lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(reconnect_delay_s(failures))
                 continue
+            except Exception:  # a bug, but the process's only subscription must go on
+                failures += 1
+                lost_at = lost_at if failures > 1 else time.monotonic()
+                log.exception("fan-out read failed")
+                await asyncio.sleep(reconnect_delay_s(failures))
+                continue
+            if failures:
+                log.info(
+                    "fan-out back after %.1f s (%d channels)",
+                    time.monotonic() - lost_at,
+                    len(self._listeners),
+                )
+                failures = 0
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"].decode()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracking.core.driver import DriverState
+from tracking.core.errors import Unavailable
 from tracking.core.geo import BBox
 from tracking.core.messages import TripEvent
 from tracking.core.state import TripState
@@ -35,6 +39,26 @@ GEO_EARTH_RADIUS_M = 6372797.560856
 """The radius Redis measures GEO distances with."""
 PIPELINE_CHUNK = 500
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def redis_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Redis unreachable (after the client's retries) is `Unavailable`, as every caller expects.
+
+    Callers then answer 503 or an `unavailable` error frame instead of
+    failing with an unexpected exception.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise Unavailable(f"redis unreachable: {exc}") from exc
+
+    return wrapper
+
 
 @dataclass(slots=True)
 class Write:
@@ -51,6 +75,9 @@ class Write:
     """Fleet feed update (`core.fleet.encode_update`), published with the write."""
     seen_ms: int | None = None
     """Server time of the driver's point: marks the driver online."""
+    first_seq: int = 0
+    """Lowest seq of the driver's points in this write (0: none). If the driver
+    has stored it already, nothing is written: a conflict, as for the trip's rev."""
 
 
 def encode_event(event: TripEvent) -> bytes:
@@ -64,15 +91,26 @@ def trail_entry(lon: float, lat: float, ts: int, seq: int) -> str:
 class TripStore:
     """Redis access for trips and drivers. All keys are hash-tagged by id."""
 
-    def __init__(self, redis: Redis, *, stream_maxlen: int, ttl_s: int) -> None:
+    def __init__(
+        self, redis: Redis, *, stream_maxlen: int, ttl_s: int, probe: Redis | None = None
+    ) -> None:
+        """`probe`, if given, is a client without retries, for readiness checks."""
         self.redis = redis
+        self.probe = probe or redis
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
         self._write = redis.register_script(_WRITE_LUA)
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
 
+    @redis_call
+    async def ping(self) -> None:
+        """Raises Unavailable unless Redis answers now (no retries: readiness must be quick)."""
+        await self.probe.ping()
+
+    @redis_call
     async def write(self, w: Write) -> bool:
-        """Store `w` atomically. False on a compare-and-set conflict (nothing stored)."""
+        """Store `w` atomically. False on a compare-and-set conflict (nothing stored): the
+        trip's rev moved, or the driver has stored `first_seq` already."""
         trip, driver = w.trip, w.driver
         trip_id = trip.id if trip else ""
         driver_id = driver.id if driver else ""
@@ -98,6 +136,7 @@ class TripStore:
             keys.FLEET_CHANNEL,
             w.fleet or "",
             "" if w.seen_ms is None or driver is None else w.seen_ms,
+            w.first_seq if driver is not None else 0,
         ]
         if trip is not None:
             for event in w.events:
@@ -121,6 +160,7 @@ class TripStore:
             trip.rev = w.expected_rev
         return False
 
+    @redis_call
     async def load_trip(self, trip_id: str) -> TripState | None:
         raw = cast(
             "list[bytes | None]",
@@ -132,6 +172,7 @@ class TripStore:
         state.rev = int(raw[0])
         return state
 
+    @redis_call
     async def load_driver(self, driver_id: str) -> DriverState:
         fields = cast(
             "list[bytes | None]", await self.redis.hmget(keys.driver(driver_id), ["state", "trip"])
@@ -142,6 +183,7 @@ class TripStore:
             return DriverState(driver_id, trip_id=trip_id)
         return DriverState.from_json(state, trip_id)
 
+    @redis_call
     async def set_driver_trip(self, driver_id: str, trip_id: str | None) -> None:
         """Point the driver at its current trip, or at none."""
         key = keys.driver(driver_id)
@@ -153,6 +195,7 @@ class TripStore:
             pipe.expire(key, self.ttl_s)
             await pipe.execute()
 
+    @redis_call
     async def events_after(self, trip_id: str, since: int, last_seq: int) -> list[bytes] | None:
         """Stored events with seq in (since, last_seq], or None if some are no longer held."""
         if since >= last_seq:
@@ -167,6 +210,7 @@ class TripStore:
             return None
         return [fields[b"e"] for _, fields in entries]
 
+    @redis_call
     async def trail(self, trip_id: str) -> list[tuple[float, float, int, int]]:
         out = []
         rows = cast("list[bytes]", await self.redis.lrange(keys.trail(trip_id), 0, -1))
@@ -175,6 +219,7 @@ class TripStore:
             out.append((float(lon), float(lat), int(ts), int(seq)))
         return out
 
+    @redis_call
     async def due_trips(self, now_ms: int, limit: int = 100) -> list[str]:
         raw = cast(
             "list[bytes]",
@@ -182,9 +227,11 @@ class TripStore:
         )
         return [r.decode() for r in raw]
 
+    @redis_call
     async def clear_deadline(self, trip_id: str) -> None:
         await self.redis.zrem(keys.DEADLINES_KEY, trip_id)
 
+    @redis_call
     async def nearby(
         self, lon: float, lat: float, radius_m: float, limit: int = 100
     ) -> list[tuple[str, float, float, float]]:
@@ -205,6 +252,7 @@ class TripStore:
         )
         return [(r[0].decode(), float(r[1]), float(r[2][0]), float(r[2][1])) for r in rows]
 
+    @redis_call
     async def drivers_in_box(self, bbox: BBox) -> list[tuple[DriverState, str | None, str | None]]:
         """Drivers whose last position is in `bbox`: (state, active trip id, its status).
 
@@ -277,17 +325,21 @@ class TripStore:
         )
         return [r.decode() for r in rows]
 
+    @redis_call
     async def drivers_seen_since(self, since_ms: int) -> int:
         """How many drivers sent a point at or after server time `since_ms`."""
         return int(await self.redis.zcount(keys.SEEN_KEY, since_ms, "+inf"))
 
+    @redis_call
     async def pace_prior(self) -> float | None:
         """The fleet's learned pace, if any leg has taught it yet."""
         raw = await self.redis.hget(keys.PACE_KEY, "pace")
         return None if raw is None else float(raw)
 
+    @redis_call
     async def learn_pace(self, sample: float) -> None:
         await self._learn_pace(keys=[keys.PACE_KEY], args=[sample, PACE_LEARNING_RATE])
 
+    @redis_call
     async def publish_driver(self, driver_id: str, payload: bytes) -> None:
         await self.redis.publish(keys.driver_channel(driver_id), payload)

@@ -9,12 +9,22 @@
 --       11 lon, 12 lat ('' = no geo update), 13 ttl s, 14 n events, 15 n trail,
 --       16 fleet channel, 17 fleet update json ('' = none),
 --       18 server ms of the driver's point ('' = not a sign of life),
+--       19 lowest seq of the driver's points ('0' = no check),
 --       then n events as (seq, payload) pairs, then n trail entries.
 -- The fleet update is published with the driver part when that part is
 -- written with a geo update; with no driver part (an action, a tick, an
 -- assignment), whenever the trip part is written.
 -- Returns {1} when written, {0, current_rev} on conflict.
 local ttl = tonumber(ARGV[13])
+if ARGV[8] ~= '' and ARGV[19] ~= '0' then
+  -- Points this driver has stored already (sent again on a second socket,
+  -- or a write retried after its reply was lost) must not be stored twice:
+  -- a conflict, so that the caller reloads the driver and admits them again.
+  local stored = tonumber(redis.call('HGET', KEYS[5], 'last_seq') or '0')
+  if stored >= tonumber(ARGV[19]) then
+    return {0, redis.call('HGET', KEYS[1], 'rev') or '0'}
+  end
+end
 if ARGV[1] ~= '' then
   local rev = redis.call('HGET', KEYS[1], 'rev') or '0'
   if rev ~= ARGV[1] then
@@ -26,7 +36,7 @@ if ARGV[1] ~= '' then
   end
   local n_events = tonumber(ARGV[14])
   local n_trail = tonumber(ARGV[15])
-  local base = 18
+  local base = 19
   for i = 1, n_events do
     local seq = ARGV[base + 2 * i - 1]
     local payload = ARGV[base + 2 * i]
