@@ -243,7 +243,6 @@ def _report(request: pytest.FixtureRequest) -> None:
         f"{t['channel client frames']} client frames; fleet feed {t['fleet connects']} connects,"
         f" {t['fleet client frames']} client frames; driver error frames seen: {codes};"
         f" rider handlers left open after their client left: {t['rider handlers left open']}"
-        " (a known bug, see test_bad_input.py)"
     )
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
@@ -259,10 +258,12 @@ def fuzz_run(
     """Around a whole fuzz test: the bystander kept working, the gateway lived; counts recorded."""
     before, acked, events = TALLY.copy(), world.bystander.acked, world.bystander.rider_events
     yield
-    # Known bug (tracking/api/feed.py, see test_bad_input.py): some trip-channel handlers
-    # outlive their client. Counted here, pinned by an xfail test there.
-    time.sleep(0.5)
-    TALLY["rider handlers left open"] = open_sockets(gateway, "rider") - 1  # the bystander's
+    # Every trip-channel handler ends with its client (only the bystander's stays).
+    deadline = time.monotonic() + 3
+    while open_sockets(gateway, "rider") > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    TALLY["rider handlers left open"] = open_sockets(gateway, "rider") - 1
+    assert TALLY["rider handlers left open"] == 0, "trip-channel handlers outlived their client"
     for key, n in (TALLY - before).items():
         record_property(key, n)
     assert gateway.proc.poll() is None, "the gateway exited"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from tracking.core.outbox import Outbox
 from tracking.service import TrackingService
 from tracking.store import keys
 from tracking.store.fanout import FanOut
-
-log = logging.getLogger(__name__)
 
 MAX_BACKLOG = 10_000
 """Pub/sub messages not yet taken from a feed: a safety net, `Conflated` keeps it near 0."""
@@ -179,6 +176,7 @@ class Conflated:
         self._failure: BaseException | None = None
         self._finished = False
         self._producer: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def __aenter__(self) -> Conflated:
         self._producer = asyncio.create_task(self._produce(), name="feed-producer")
@@ -186,15 +184,16 @@ class Conflated:
 
     async def __aexit__(self, *exc: object) -> None:
         producer = self._producer
-        if producer is None:
+        if producer is None or producer.done():
             return
+        # The reader is gone: the handler must not wait for the task. A
+        # cancel can fail to land while the feed is inside redis-py or
+        # Python 3.11's timeout machinery (seen under load), so the task also
+        # stops by itself at its next frame (a heartbeat at the latest).
+        self._stopped = True
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({producer}, timeout=5.0)
-        if not producer.done():
-            import sys
-
-            producer.print_stack(file=sys.stderr)
+            await asyncio.wait({producer}, timeout=0.05)
 
     def __aiter__(self) -> Conflated:
         return self
@@ -214,6 +213,8 @@ class Conflated:
     async def _produce(self) -> None:
         try:
             async for frame in self._frames:
+                if self._stopped:
+                    return
                 key = frame.kind if frame.kind in SKIPPABLE else None
                 self._outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
                 if self._outbox.skipped:
