@@ -416,6 +416,15 @@ class TrackingService:
                 out.append(update_from(driver.id, fix, trip_id, status))
         return out
 
+    async def prune_positions(self) -> int:
+        """Retention: drivers silent for `trip_ttl_s` leave the position index."""
+        before = now_ms() - self.settings.trip_ttl_s * 1000
+        removed = total = await self.store.prune_positions(before)
+        while removed:
+            removed = await self.store.prune_positions(before)
+            total += removed
+        return total
+
     async def drivers_online(self, window_s: float) -> int:
         """Drivers with a point stored in the last `window_s` (server clock).
 

@@ -95,3 +95,38 @@ def test_gateway_logs_hold_no_tokens(start_gateway: Callable[..., Gateway]) -> N
     assert "WebSocket /v1/trips/" in log  # uvicorn did log the socket's path
     assert "token=[redacted]" in log
     assert trip["rider_token"] not in log and "eyJ" not in log
+
+
+def test_positions_of_drivers_silent_past_the_retention_are_forgotten(
+    gateway: Gateway, redis_url: str
+) -> None:
+    """The position index has no expiry of its own: retention removes silent drivers from it."""
+    from redis.asyncio import Redis as AsyncRedis
+
+    from tracking.store.trips import TripStore
+
+    api = Api(gateway.base, token("ops"))
+    lon, lat = DRIVER_START
+
+    async def scenario() -> None:
+        for driver in ("d-gone", "d-here"):
+            async with driver_ws(gateway.ws_base, token("driver", driver)) as drv:
+                await drv.send(pos(1, lon, lat, now_ms() - 1000))
+                await recv_until(drv, lambda f: f["type"] == "ack")
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            # d-gone was last seen eight days ago (its seen score is the server time).
+            await client.zadd(keys.SEEN_KEY, {"d-gone": now_ms() - 8 * 86_400_000})
+            store = TripStore(client, stream_maxlen=100, ttl_s=7 * 86_400)
+            removed = await store.prune_positions(now_ms() - 7 * 86_400_000)
+            assert removed == 1
+            assert await client.geopos(keys.GEO_KEY, "d-gone") == [None]
+            assert await client.zscore(keys.SEEN_KEY, "d-gone") is None
+            assert (await client.geopos(keys.GEO_KEY, "d-here"))[0] is not None
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    nearby = api.get("/v1/drivers/nearby", lon=lon, lat=lat, radius_m=200).json()["drivers"]
+    ids = {d["id"] for d in nearby}
+    assert "d-here" in ids and "d-gone" not in ids

@@ -24,6 +24,7 @@ from tracking.store.trips import TripStore
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
+PRUNE_INTERVAL_S = 60.0
 REDIS_RETRIES = 15
 REDIS_BACKOFF_CAP_S = 0.5
 """A command that finds Redis unreachable (refused, reset, still loading its data)
@@ -41,10 +42,15 @@ def redis_retry() -> Retry:
 
 
 async def _sweep(service: TrackingService) -> None:
-    """Time-based trip changes (signal lost, dwell complete), in every gateway."""
+    """Time-based work in every gateway: trip changes (signal lost, dwell
+    complete) every SWEEP_INTERVAL_S, position retention every PRUNE_INTERVAL_S."""
+    next_prune = 0.0
     while True:
         try:
             await service.tick_due()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_INTERVAL_S
+                await service.prune_positions()
         except Exception as exc:  # Redis down: keep the loop alive, retry
             log.warning("sweeper: %s", exc)
         await asyncio.sleep(SWEEP_INTERVAL_S)

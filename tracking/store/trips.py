@@ -32,6 +32,16 @@ pace = pace + alpha * (tonumber(ARGV[1]) - pace)
 redis.call('HSET', KEYS[1], 'n', n, 'pace', tostring(pace))
 return tostring(pace)
 """
+_PRUNE_POSITIONS_LUA = """
+-- Drivers silent since before ARGV[1] (server ms): their last position goes
+-- from the GEO index and the seen set together, at most ARGV[2] at a time.
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old > 0 then
+  redis.call('ZREM', KEYS[2], unpack(old))
+  redis.call('ZREM', KEYS[1], unpack(old))
+end
+return #old
+"""
 PACE_LEARNING_RATE = 0.05
 GEO_MAX_LAT = 85.05112878
 """Redis GEO holds no point nearer the poles than this."""
@@ -101,6 +111,7 @@ class TripStore:
         self.ttl_s = ttl_s
         self._write = redis.register_script(_WRITE_LUA)
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
+        self._prune_positions = redis.register_script(_PRUNE_POSITIONS_LUA)
 
     @redis_call
     async def ping(self) -> None:
@@ -329,6 +340,18 @@ class TripStore:
     async def drivers_seen_since(self, since_ms: int) -> int:
         """How many drivers sent a point at or after server time `since_ms`."""
         return int(await self.redis.zcount(keys.SEEN_KEY, since_ms, "+inf"))
+
+    @redis_call
+    async def prune_positions(self, before_ms: int, batch: int = 500) -> int:
+        """Forget the last position of drivers silent since before `before_ms`.
+
+        The GEO index has no per-member expiry; this is its retention.
+        Returns how many drivers were forgotten (at most `batch` per call).
+        """
+        removed = await self._prune_positions(
+            keys=[keys.SEEN_KEY, keys.GEO_KEY], args=[before_ms, batch]
+        )
+        return int(removed)
 
     @redis_call
     async def pace_prior(self) -> float | None:

@@ -66,8 +66,6 @@ if ARGV[8] ~= '' then
     if ARGV[18] ~= '' then
       local seen_ms = tonumber(ARGV[18])
       redis.call('ZADD', KEYS[7], seen_ms, ARGV[9])
-      -- Forget drivers silent for longer than their keys live.
-      redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', string.format('(%.0f', seen_ms - ttl * 1000))
     end
     if ARGV[12] ~= '' then
       redis.call('GEOADD', KEYS[6], ARGV[11], ARGV[12], ARGV[9])
