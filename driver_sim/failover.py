@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from driver_sim.backoff import Backoff
 from driver_sim.device import Outbox
-from driver_sim.link import MAX_BATCH, batch_frame, pos_frame
+from driver_sim.link import MAX_BATCH, batch_frame, frames_until, pos_frame
 from tracking.core.messages import Point
 
 FAILOVER_BACKOFF = Backoff(base_s=0.1, factor=2.0, max_s=1.0)
@@ -329,22 +329,8 @@ class FailoverRider:
                 await asyncio.wait_for(stop.wait(), self.backoff.delay_s(failures, self.rng))
 
     async def _follow(self, ws: ClientConnection, connection: int, stop: asyncio.Event) -> None:
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            while True:
-                receive = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait(
-                    {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if stopper in done:
-                    receive.cancel()
-                    with contextlib.suppress(BaseException):
-                        await receive
-                    await ws.close()
-                    return
-                self._handle(orjson.loads(receive.result()), connection)
-        finally:
-            stopper.cancel()
+        async for raw in frames_until(ws, stop):
+            self._handle(orjson.loads(raw), connection)
 
     def _handle(self, frame: dict[str, Any], connection: int) -> None:
         kind = frame.get("type")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -151,22 +151,8 @@ class DriverLink:
                 await ws.close()
 
     async def _read(self, ws: ClientConnection, stop: asyncio.Event) -> None:
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            while True:
-                receive = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait(
-                    {receive, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if stopper in done:
-                    receive.cancel()
-                    with contextlib.suppress(BaseException):
-                        await receive
-                    await ws.close()
-                    return
-                self._handle(receive.result())
-        finally:
-            stopper.cancel()
+        async for raw in frames_until(ws, stop):
+            self._handle(raw)
 
     def _handle(self, raw: str | bytes) -> None:
         frame = driver_inbound_adapter.validate_json(raw)
@@ -216,3 +202,21 @@ class DriverLink:
             return
         with contextlib.suppress(ConnectionClosed):
             await ws.send(text)
+
+
+async def frames_until(ws: ClientConnection, stop: asyncio.Event) -> AsyncIterator[str | bytes]:
+    """Frames from `ws` until `stop` is set, then the socket is closed."""
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            receive = asyncio.create_task(ws.recv())
+            done, _ = await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                receive.cancel()
+                with contextlib.suppress(BaseException):
+                    await receive
+                await ws.close()
+                return
+            yield receive.result()
+    finally:
+        stopper.cancel()
