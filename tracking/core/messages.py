@@ -151,6 +151,8 @@ class PositionEvent(TypedDict):
     heading: float | None
     speed: float | None
     progress: float
+    fix_ts: int
+    """The device time of the fix shown (an extension): how old the position is."""
 
 
 class EtaEvent(TypedDict):

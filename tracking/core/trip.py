@@ -225,6 +225,7 @@ def apply_fix(
             "heading": heading,
             "speed": observed_mps,
             "progress": state.progress,
+            "fix_ts": fix.ts,
         }
     )
     status_before = state.status
