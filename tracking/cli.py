@@ -10,9 +10,13 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from tracking.logs import install_redaction
 from tracking.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("tracking")
 
@@ -30,21 +34,29 @@ def redis_for(settings: Settings) -> Iterator[str]:
         yield embedded.url
 
 
-def _serve(host: str, port: int, settings: Settings, banner: str | None = None) -> int:
+def _serve(
+    host: str, port: int, settings: Settings, banner: str | None = None, workers: int = 1
+) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
     with redis_for(settings) as url:
+        # Workers are spawned with this environment: one Redis, one public
+        # URL and one JWT secret for all of them.
         os.environ["TRACKING_REDIS_URL"] = url
         if not settings.public_url or "TRACKING_PUBLIC_URL" not in os.environ:
             os.environ["TRACKING_PUBLIC_URL"] = f"http://{host}:{port}"
-        settings.resolved_jwt_secret()  # create (and announce) the dev secret once, here
+        # Create (and announce) the dev secret once, here.
+        os.environ["TRACKING_JWT_SECRET"] = settings.resolved_jwt_secret()
         if banner:
             print(banner)
         config = uvicorn.Config(
-            "tracking.api.app:app_from_env",
+            "tracking.cli:gateway_app",
             factory=True,
             host=host,
             port=port,
+            workers=workers,
             ws_max_size=64 * 1024,
             ws_ping_interval=20,
             timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
@@ -52,8 +64,51 @@ def _serve(host: str, port: int, settings: Settings, banner: str | None = None) 
             access_log=False,
         )
         install_redaction()  # after uvicorn has set up its log handlers
-        uvicorn.Server(config).run(sockets=[_listen(host, port, settings.socket_send_buffer_bytes)])
+        sock = _listen(host, port, settings.socket_send_buffer_bytes)
+        if workers == 1:
+            uvicorn.Server(config).run(sockets=[sock])
+            return 0
+        # What `uvicorn.run(workers=N)` does, with our socket: spawned worker
+        # processes accept on it, each a whole gateway. SIGTERM/SIGINT: each
+        # worker drains (1012) and exits, then the parent. SIGHUP restarts the
+        # workers one by one; SIGTTIN/SIGTTOU add or remove one.
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+        if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+            return STARTUP_FAILURE
     return 0
+
+
+def gateway_app() -> FastAPI:
+    """The app factory uvicorn calls in the serving process (each worker's, too).
+
+    A spawned worker has only uvicorn's logging configured: give it ours
+    and the token redaction before the app logs anything.
+    """
+    from tracking.api.app import app_from_env
+
+    _configure_logging()
+    install_redaction()
+    return app_from_env()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per HTTP request of our own clients (the simulator) drowns the
+    # demo's output; their failures still show as warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _listen(host: str, port: int, send_buffer_bytes: int) -> socket.socket:
@@ -113,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     for p in (serve, demo):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="gateway processes accepting on the one port (1)",
+    )
     demo.add_argument("--drivers", type=int, default=20, help="simulated drivers (20)")
     demo.add_argument("--speedup", type=float, default=1.0, help="simulated time per second")
     token = sub.add_parser("token", help="print a JWT signed with the configured secret")
@@ -122,12 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # One line per HTTP request of our own clients (the simulator) drowns the
-    # demo's output; their failures still show as warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _configure_logging()
     settings = Settings()
     if args.command == "token":
         return _token(parser, args, settings)
@@ -138,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.host, args.port, drivers=args.drivers, speedup=args.speedup)
     banner = _try_it_banner(args.host, args.port, settings) if sys.stdout.isatty() else None
-    return _serve(args.host, args.port, settings, banner)
+    return _serve(args.host, args.port, settings, banner, workers=args.workers)
 
 
 def _token(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
