@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         ge=4096,
         description="Kernel send buffer of each client socket (SO_SNDBUF; the kernel doubles it)",
     )
+    redis_max_connections: int = Field(
+        64, ge=2, description="Redis connections per gateway process (commands wait for a free one)"
+    )
     max_connections_per_ip: int = Field(
         256, ge=1, description="Open WebSockets and SSE streams per client IP and gateway process"
     )

@@ -276,8 +276,9 @@ def test_too_many_live_points_close_4429(start_gateway: Callable[..., Gateway]) 
 
     frames, code = asyncio.run(scenario())
     assert code == 4429
+    # Acks are cumulative: frames read while a write was in flight share one.
     acks = [f["seq"] for f in frames if f["type"] == "ack"]
-    assert acks == list(range(1, len(acks) + 1)) and 5 <= len(acks) < 20, frames
+    assert acks == sorted(set(acks)) and acks and 5 <= acks[-1] < 20, frames
     assert frames[len(acks)]["type"] == "error" and frames[len(acks)]["code"] == "rate_limited"
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,6 +27,8 @@ SWEEP_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 60.0
 REDIS_RETRIES = 15
 REDIS_BACKOFF_CAP_S = 0.5
+POOL_WAIT_S = 5.0
+"""How long a command waits for a free pooled connection before it fails."""
 """A command that finds Redis unreachable (refused, reset, still loading its data)
 is retried with jittered exponential backoff for about 3.5 to 7 s in all: a Redis
 restart or failover only delays it. Past that it fails as `unavailable`. A
@@ -75,13 +77,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             router.edge_count,
             time.perf_counter() - started,
         )
-        redis = Redis.from_url(
+        # A bounded pool that makes a command wait for a free connection: the
+        # default pool fails it with "Too many connections" under load.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url or "",
+            max_connections=settings.redis_max_connections,
+            timeout=POOL_WAIT_S,
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=10,
             retry=redis_retry(),
         )
+        redis = Redis(connection_pool=pool)
         # Readiness answers now: one immediate retry (a connection the last
         # Redis restart left stale), then 503.
         probe = Redis.from_url(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 
 import orjson
 from fastapi import APIRouter, WebSocket
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_FRAME_BYTES = 64 * 1024
+INBOX_FRAMES = 64
+"""Frames read ahead of the one being stored; past this the socket is not read."""
+MAX_POINTS_PER_WRITE = 256
+"""Points of consecutive position frames stored in one write (one ack)."""
+DISCONNECTED = object()
+Inbound = PosFrame | PosBatchFrame | ActionFrame | Exception
 BATCH_BURST_FACTOR = 2
 """Batched points taken at once before replays are paced at max_batch_points per second."""
 
@@ -62,6 +69,9 @@ class DriverConnection:
         self.live_points = TokenBucket(s.max_points_per_s, s.max_points_per_s)
         self.batch_points = TokenBucket(s.max_batch_points, s.max_batch_points * BATCH_BURST_FACTOR)
         self.bad_frames = StrikeWindow(s.max_bad_frames)
+        self.inbox: deque[Inbound | object] = deque()
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
 
     def send(self, data: bytes) -> None:
         self.outbox.put_nowait(data)
@@ -80,17 +90,88 @@ class DriverConnection:
         trip = await self.service.current_trip(self.session)
         if trip is not None:
             self.send(orjson.dumps({"type": "trip", "trip": core.view(trip)}))
+        reader = asyncio.create_task(self._read(), name="driver-reader")
+        try:
+            await self._process()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await reader
+
+    async def _read(self) -> None:
+        """Frames off the socket into the inbox, decoded, while earlier ones are stored.
+
+        Reading on while a write is in flight is what lets the next write
+        carry every point that arrived meanwhile (see `_process`). The inbox
+        is bounded: past INBOX_FRAMES the socket is not read, and TCP slows
+        the app down.
+        """
+        try:
+            while True:
+                if len(self.inbox) >= INBOX_FRAMES:
+                    self._room.clear()
+                    await self._room.wait()
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    self._put(DISCONNECTED)
+                    return
+                raw = message.get("text") or message.get("bytes") or b""
+                metrics.FRAMES_IN.labels("driver").inc()
+                self._put(self._decode(raw))
+        except Exception as exc:  # handed to the processor, raised in its task
+            self._put(exc)
+
+    def _decode(self, raw: str | bytes) -> Inbound:
+        if len(raw) > MAX_FRAME_BYTES:
+            return FrameTooLarge(f"frame of {len(raw)} bytes; the limit is {MAX_FRAME_BYTES}")
+        try:
+            frame = decode_driver_frame(raw)
+        except TrackingError as exc:
+            return exc
+        if isinstance(frame, PosFrame):
+            if not self.live_points.take(time.monotonic()):
+                return RateLimited(
+                    f"more than {self.service.settings.max_points_per_s:g} points per second"
+                )
+        elif isinstance(frame, PosBatchFrame):
+            limit = self.service.settings.max_batch_points
+            if len(frame.points) > limit:
+                return BatchTooLarge(f"{len(frame.points)} points in a batch; the limit is {limit}")
+        return frame
+
+    def _put(self, item: Inbound | object) -> None:
+        self.inbox.append(item)
+        self._arrived.set()
+
+    async def _next(self) -> Inbound | object:
+        while not self.inbox:
+            self._arrived.clear()
+            await self._arrived.wait()
+        item = self.inbox.popleft()
+        self._room.set()
+        return item
+
+    async def _process(self) -> None:
+        """The inbox in order: actions one by one, runs of position frames as one write."""
         while True:
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
+            item = await self._next()
+            if item is DISCONNECTED:
                 return
-            raw = message.get("text") or message.get("bytes") or b""
-            metrics.FRAMES_IN.labels("driver").inc()
-            if len(raw) > MAX_FRAME_BYTES:
-                raise FrameTooLarge(f"frame of {len(raw)} bytes; the limit is {MAX_FRAME_BYTES}")
+            if isinstance(item, (RateLimited, FrameTooLarge)) or not isinstance(
+                item, (TrackingError, PosFrame, PosBatchFrame, ActionFrame)
+            ):
+                raise item  # type: ignore[misc]  # fatal: closes the socket
             started = time.perf_counter()
             try:
-                await self.handle(raw)
+                if isinstance(item, TrackingError):
+                    raise item
+                if isinstance(item, ActionFrame):
+                    trip = await self.service.act(
+                        item.trip_id, item.action, driver_id=self.driver_id
+                    )
+                    self.send(orjson.dumps({"type": "trip", "trip": core.view(trip)}))
+                else:
+                    await self._store(self._take_points(item))
             except RateLimited:
                 raise
             except TrackingError as exc:
@@ -100,29 +181,34 @@ class DriverConnection:
                     raise RateLimited("too many bad frames") from None
             metrics.POINT_TO_PUBLISH.observe(time.perf_counter() - started)
 
-    async def handle(self, raw: str | bytes) -> None:
-        frame = decode_driver_frame(raw)
-        if isinstance(frame, ActionFrame):
-            trip = await self.service.act(frame.trip_id, frame.action, driver_id=self.driver_id)
-            self.send(orjson.dumps({"type": "trip", "trip": core.view(trip)}))
-            return
+    def _take_points(self, first: PosFrame | PosBatchFrame) -> list[tuple[Point, bool]]:
+        """`first` and the position frames queued right behind it: (point, from a batch)."""
+        points = self._points_of(first)
+        while (
+            self.inbox
+            and isinstance(self.inbox[0], (PosFrame, PosBatchFrame))
+            and len(points) < MAX_POINTS_PER_WRITE
+        ):
+            frame = self.inbox.popleft()
+            self._room.set()
+            points += self._points_of(frame)  # type: ignore[arg-type]
+        return points
+
+    @staticmethod
+    def _points_of(frame: PosFrame | PosBatchFrame) -> list[tuple[Point, bool]]:
         if isinstance(frame, PosFrame):
-            if not self.live_points.take(time.monotonic()):
-                raise RateLimited(
-                    f"more than {self.service.settings.max_points_per_s:g} points per second"
-                )
-            points: list[Point] = [frame]
-        else:
-            assert isinstance(frame, PosBatchFrame)
-            limit = self.service.settings.max_batch_points
-            if len(frame.points) > limit:
-                raise BatchTooLarge(f"{len(frame.points)} points in a batch; the limit is {limit}")
+            return [(frame, False)]
+        return [(p, True) for p in frame.points]
+
+    async def _store(self, taken: list[tuple[Point, bool]]) -> None:
+        replayed = sum(1 for _, batched in taken if batched)
+        if replayed:
             # A long offline stretch replays in many batches: slow them down
             # (the client waits for acks), never refuse them.
-            wait_s = self.batch_points.reserve(time.monotonic(), len(frame.points))
+            wait_s = self.batch_points.reserve(time.monotonic(), replayed)
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            points = frame.points
+        points = [p for p, _ in taken]
         result = await self.service.ingest(self.session, points)
         for exc in result.errors:
             metrics.ERRORS.labels(exc.code).inc()

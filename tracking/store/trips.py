@@ -20,6 +20,7 @@ from tracking.core.geo import BBox
 from tracking.core.messages import TripEvent
 from tracking.core.state import TripState
 from tracking.store import keys
+from tracking.store.batcher import ScriptBatcher
 
 _WRITE_LUA = resources.files("tracking.store").joinpath("lua/write.lua").read_text()
 _LEARN_PACE_LUA = """
@@ -109,7 +110,7 @@ class TripStore:
         self.probe = probe or redis
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
-        self._write = redis.register_script(_WRITE_LUA)
+        self._writes = ScriptBatcher(redis, _WRITE_LUA)
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
         self._prune_positions = redis.register_script(_PRUNE_POSITIONS_LUA)
 
@@ -153,8 +154,8 @@ class TripStore:
             for event in w.events:
                 args += (event["seq"], encode_event(event))
             args += w.trail
-        result = await self._write(
-            keys=[
+        result = await self._writes.call(
+            [
                 keys.trip(trip_id),
                 keys.events(trip_id),
                 keys.trail(trip_id),
@@ -163,7 +164,7 @@ class TripStore:
                 keys.GEO_KEY,
                 keys.SEEN_KEY,
             ],
-            args=args,
+            args,
         )
         if result[0] == 1:
             return True
