@@ -15,6 +15,7 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tracking.api import channels, driver_ws, errors, fleet, maps, pages, routes
+from tracking.api.feed import Ticker
 from tracking.routing import GraphRouter, load_router
 from tracking.service import TrackingService
 from tracking.settings import Settings, get_settings
@@ -105,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await fanout.start()
         app.state.service = service
         app.state.fanout = fanout
+        ticker = Ticker(settings.heartbeat_s, settings.send_timeout_s)
+        ticker.start()
+        app.state.ticker = ticker
         app.state.jwt_secret = settings.resolved_jwt_secret()
         sweeper = asyncio.create_task(_sweep(service), name="sweeper")
         try:
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await ticker.stop()
             await fanout.stop()
             await redis.aclose()
             await probe.aclose()

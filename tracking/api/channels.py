@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tracking.api import metrics
 from tracking.api.auth import Principal, authorize, principal, requires
 from tracking.api.errors import CLOSE_NORMAL, close_code
-from tracking.api.feed import Conflated, TripFeed
+from tracking.api.feed import TripFeed
 from tracking.api.guard import client_ip, counter, guarded_socket
 from tracking.core.errors import (
     BadFrame,
@@ -45,6 +45,10 @@ async def authorize_trip_reader(
     state = await service.get_trip(trip_id)
     if not who.can_read_trip(trip_id, state.driver_id):
         raise Forbidden(f"no access to trip {trip_id}")
+
+
+class ClientGone(Exception):
+    """The rider's socket closed: nothing more to send."""
 
 
 def parse_since(raw: str | None) -> int | None:
@@ -92,38 +96,43 @@ async def trip_channel(ws: WebSocket, trip_id: str) -> None:
                 orjson.dumps({"type": "error", "code": exc.code, "detail": exc.detail}).decode()
             )
 
-    send_timeout_s = service.settings.send_timeout_s
-
     async def deliver(feed: TripFeed) -> tuple[int, str]:
-        async with Conflated(feed.frames(), trip_id) as frames:
-            async for frame in frames:
-                try:
-                    # Blocks while the client's socket is full; the feed keeps
-                    # conflating meanwhile. A reader stuck this long is gone.
-                    async with asyncio.timeout(send_timeout_s):
-                        await ws.send_text(frame.data.decode())
-                except TimeoutError:
-                    raise SlowConsumer(f"a send stayed blocked for {send_timeout_s:g} s") from None
-                metrics.FRAMES_OUT.labels("rider").inc()
-                if frame.final:
-                    return CLOSE_NORMAL, "trip ended"
+        async for frame in feed:
+            # Blocks while the client's socket is full; the feed keeps
+            # conflating meanwhile, and the ticker cuts a send blocked for
+            # TRACKING_SEND_TIMEOUT_S (a reader stuck that long is gone).
+            feed.sending_since = time.monotonic()
+            try:
+                await ws.send_text(frame.data.decode())
+            except asyncio.CancelledError:
+                if not isinstance(feed.failure, SlowConsumer):
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                raise feed.failure from None
+            finally:
+                feed.sending_since = None
+            metrics.FRAMES_OUT.labels("rider").inc()
+            if frame.final:
+                return CLOSE_NORMAL, "trip ended"
         return CLOSE_NORMAL, "trip ended"
 
     metrics.CONNECTIONS.labels("rider").inc()
     close_with: tuple[int, str] | None = None
-    feed = TripFeed(service, ws.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
+    feed = TripFeed(service, ws.app.state.fanout, ws.app.state.ticker, trip_id, since)
     try:
         async with feed:
+            # Two tasks per rider: this one sends, `reader` reads. When the
+            # client goes, the reader stops the feed, which ends the sending.
             reader = asyncio.create_task(read_client())
-            sender = asyncio.create_task(deliver(feed))
-            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (reader, sender):
-                task.cancel()
-            for task in (reader, sender):
+            reader.add_done_callback(lambda _: feed.fail(ClientGone()))
+            try:
+                close_with = await deliver(feed)
+            except ClientGone:
+                pass
+            finally:
+                reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                    await task
-            if sender in done and not sender.cancelled():
-                close_with = sender.result()
+                    await reader
     except TrackingError as exc:
         metrics.ERRORS.labels(exc.code).inc()
         close_with = (close_code(exc), exc.detail[:120])
@@ -163,7 +172,7 @@ async def trip_events(
         # The client has everything, the trip is over: 204 is how SSE says
         # "stop reconnecting" (an EventSource would otherwise retry forever).
         return Response(status_code=204)
-    feed = TripFeed(service, request.app.state.fanout, trip_id, since, service.settings.heartbeat_s)
+    feed = TripFeed(service, request.app.state.fanout, request.app.state.ticker, trip_id, since)
     ip = client_ip(request)
     slots = counter(request)
     if slots.count(ip) >= service.settings.max_connections_per_ip:
@@ -179,9 +188,9 @@ async def trip_events(
             return
         metrics.CONNECTIONS.labels("sse").inc()
         try:
-            async with feed, Conflated(feed.frames(), trip_id) as frames:
+            async with feed:
                 yield b"retry: 1000\n\n"
-                async for frame in frames:
+                async for frame in feed:
                     head = b"" if frame.seq is None else b"id: %d\n" % frame.seq
                     yield head + b"data: " + frame.data + b"\n\n"
                     metrics.FRAMES_OUT.labels("sse").inc()

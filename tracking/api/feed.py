@@ -1,17 +1,22 @@
 """One client's view of a trip channel: snapshot or replay, then live events in seq order.
 
-Shared by the WebSocket and the SSE endpoint. Live events come from the
-process's fan-out; a gap in seq (a message lost while Redis reconnected, or
-published before our subscription took effect) is filled from the trip's
-stream, so a client never misses an event it is owed.
+Shared by the WebSocket and the SSE endpoint. The fan-out pushes each live
+event into every reader's outbox from its own callback (decoded once for
+all of them); the reader's sender takes frames out as fast as its socket
+lets it. So a reader costs no task and no timer per event, and a slow one
+never holds up the others: what it is owed waits in its outbox, where a
+newer `position` or `eta` replaces one that has waited 250 ms (`Outbox`).
+
+A gap in seq (a message lost while Redis reconnected, or published before
+our subscription took effect) is filled from the trip's stream, so a
+client never misses an event it is owed. Heartbeats and the send deadline
+are kept by one `Ticker` per process, not a timer per reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
@@ -25,8 +30,6 @@ from tracking.service import TrackingService
 from tracking.store import keys
 from tracking.store.fanout import FanOut
 
-MAX_BACKLOG = 10_000
-"""Pub/sub messages not yet taken from a feed: a safety net, `Conflated` keeps it near 0."""
 MAX_KEPT = 1_000
 """Unskippable frames (status, route, signal, snapshots) owed to one reader before it is cut."""
 SKIPPABLE = frozenset({"position", "eta", "heartbeat"})
@@ -45,189 +48,270 @@ class Frame:
 
 
 class TripFeed:
-    """Async context manager yielding the frames one client should receive."""
+    """Frames for one reader: `async with feed: async for frame in feed`.
+
+    Raises (from iteration):
+        SlowConsumer: the reader is owed more than `max_kept` unskippable
+            frames, or a send stayed blocked past the ticker's send timeout.
+        TrackingError: the trip cannot be read (NotFound, Unavailable).
+    """
 
     def __init__(
         self,
         service: TrackingService,
         fanout: FanOut,
+        ticker: Ticker,
         trip_id: str,
         since: int | None,
-        heartbeat_s: float,
+        max_kept: int = MAX_KEPT,
     ) -> None:
         self.service = service
         self.fanout = fanout
+        self.ticker = ticker
         self.trip_id = trip_id
         self.since = since
-        self.heartbeat_s = heartbeat_s
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._channel = keys.trip_channel(trip_id)
+        self._outbox: Outbox[Frame] = Outbox(max_kept)
+        self._wake = asyncio.Event()
         self.last = 0
-        """Seq of the last event delivered (or included in the snapshot)."""
-
-    def _on_message(self, data: bytes) -> None:
-        self._queue.put_nowait(data)
+        """Seq of the last event queued (or included in the snapshot)."""
+        self._live = False
+        """Snapshot or replay queued: live events go to the outbox."""
+        self._early: list[Frame] = []
+        self._behind_through = 0
+        """A live event came past `last + 1`: read the stream through this seq first."""
+        self._done = False
+        self._failure: BaseException | None = None
+        self.taken_at = time.monotonic()
+        """When the reader last took a frame (quiet for a heartbeat since then)."""
+        self.beat_due = False
+        self.sending_since: float | None = None
+        """Set by the sender while a send is in progress."""
+        self.sender: asyncio.Task[object] | None = None
 
     async def __aenter__(self) -> TripFeed:
         # Subscribe before reading state so nothing falls between the two.
         await self.fanout.add(self._channel, self._on_message)
+        self.ticker.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.ticker.discard(self)
         await self.fanout.remove(self._channel, self._on_message)
 
-    async def frames(self) -> AsyncIterator[Frame]:
+    # --- pushed by the fan-out and the ticker (no awaiting here) -------------
+
+    def _on_message(self, data: bytes) -> None:
+        frame = live_frame(data)
+        if frame is None:
+            return
+        if not self._live:
+            self._early.append(frame)
+        else:
+            self._offer(frame)
+
+    def _offer(self, frame: Frame) -> None:
+        assert frame.seq is not None
+        if self._done or self._failure is not None:
+            return
+        if frame.seq <= self.last or frame.seq <= self._behind_through:
+            return  # seen, or the catch-up will read it from the stream
+        if frame.seq > self.last + 1 or self._behind_through:
+            self._behind_through = frame.seq
+            self._wake.set()
+            return
+        self._queue(frame)
+
+    def _queue(self, frame: Frame) -> None:
+        if frame.seq is not None:
+            self.last = frame.seq
+        key = frame.kind if frame.kind in SKIPPABLE else None
+        try:
+            self._outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
+        except SlowConsumer as exc:
+            self._failure = exc
+        if self._outbox.skipped:
+            metrics.FRAMES_SKIPPED.inc(self._outbox.skipped)
+            self._outbox.skipped = 0
+        if frame.final:
+            self._done = True
+        self._wake.set()
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the feed: the reader's next frame raises `exc`."""
+        if self._failure is None:
+            self._failure = exc
+        self._wake.set()
+
+    def beat(self) -> None:
+        """The ticker: this reader has been quiet for a heartbeat interval."""
+        self.beat_due = True
+        self._wake.set()
+
+    # --- pulled by the reader's sender ----------------------------------------
+
+    def __aiter__(self) -> TripFeed:
+        return self
+
+    async def __anext__(self) -> Frame:
+        if self.sender is None:
+            self.sender = asyncio.current_task()
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if not self._live:
+                await self._start()
+                continue
+            if self._behind_through > self.last:
+                await self._catch_up(self._behind_through)
+                continue
+            frame = self._outbox.pop()
+            if frame is not None:
+                self.taken_at = time.monotonic()
+                return frame
+            if self._done:
+                raise StopAsyncIteration
+            if self.beat_due:
+                self.beat_due = False
+                await self._heartbeat()
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _start(self) -> None:
         state = await self.service.get_trip(self.trip_id)
-        self.last = state.seq
         replay = None
         # A client ahead of the stored seq saw events this Redis no longer has
         # (a failover that lost writes): it gets a reset snapshot.
         if self.since is not None and self.since <= state.seq:
             replay = await self.service.store.events_after(self.trip_id, self.since, state.seq)
         if self.since is not None and replay is not None:
+            self.last = self.since
             for i, data in enumerate(replay):
-                yield _event_frame(data, self.since + i + 1)
+                self._queue(_event_frame(data, self.since + i + 1))
         else:
             snapshot: dict[str, object] = {"type": "snapshot", "trip": core.view(state)}
             if self.since is not None:
                 snapshot["reset"] = True
-            yield Frame(
-                orjson.dumps(snapshot), state.seq, final=state.status in TERMINAL, kind="snapshot"
+            self._queue(
+                Frame(
+                    orjson.dumps(snapshot),
+                    state.seq,
+                    final=state.status in TERMINAL,
+                    kind="snapshot",
+                )
             )
-        if state.status in TERMINAL:
-            return
-        while True:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can
-                # swallow a cancel that lands with an event, and the feed
-                # would outlive its client.
-                async with asyncio.timeout(self.heartbeat_s):
-                    data = await self._queue.get()
-            except TimeoutError:
-                # A quiet trip, or a lost publish (say, of the final status
-                # while Redis reconnected): the stored seq tells which.
-                current = await self.service.get_trip(self.trip_id)
-                if current.seq > self.last:
-                    async for frame in self._catch_up(current.seq):
-                        yield frame
-                        if frame.final:
-                            return
-                beat = {"type": "heartbeat", "ts": time.time_ns() // 1_000_000}
-                yield Frame(orjson.dumps(beat), None, kind="heartbeat")
-                continue
-            if self._queue.qsize() > MAX_BACKLOG:
-                raise SlowConsumer(f"more than {MAX_BACKLOG} events behind")
-            event = orjson.loads(data)
-            seq = event["seq"]
-            if seq <= self.last:
-                continue
-            if seq > self.last + 1:
-                async for frame in self._catch_up(seq - 1):
-                    yield frame
-                    if frame.final:
-                        return
-                if seq <= self.last:  # the catch-up was a reset snapshot past this event
-                    continue
-            self.last = seq
-            terminal = _is_terminal(event)
-            yield Frame(data, seq, final=terminal, kind=str(event.get("type", "")))
-            if terminal:
-                return
+        self._done = self._done or state.status in TERMINAL
+        self._live = True
+        early, self._early = self._early, []
+        for frame in early:
+            self._offer(frame)
 
-    async def _catch_up(self, through_seq: int) -> AsyncIterator[Frame]:
-        """Events (last, through_seq] from the stream, or a reset snapshot if gone."""
+    async def _catch_up(self, through_seq: int) -> None:
+        """Queue events (last, through_seq] from the stream, or a reset snapshot if gone."""
         missing = await self.service.store.events_after(self.trip_id, self.last, through_seq)
         if missing is None:
             current = await self.service.get_trip(self.trip_id)
             reset = {"type": "snapshot", "trip": core.view(current), "reset": True}
-            self.last = current.seq
-            yield Frame(
-                orjson.dumps(reset), current.seq, final=current.status in TERMINAL, kind="snapshot"
+            self._queue(
+                Frame(
+                    orjson.dumps(reset),
+                    current.seq,
+                    final=current.status in TERMINAL,
+                    kind="snapshot",
+                )
             )
-            return
-        for data in missing:
-            self.last += 1
-            yield _event_frame(data, self.last)
+        else:
+            for data in missing:
+                if self._done:
+                    break
+                self._queue(_event_frame(data, self.last + 1))
+        if self._behind_through <= self.last:
+            self._behind_through = 0
+
+    async def _heartbeat(self) -> None:
+        # A quiet trip, or a lost publish (say, of the final status while
+        # Redis reconnected): the stored seq tells which.
+        current = await self.service.get_trip(self.trip_id)
+        if current.seq > self.last:
+            self._behind_through = max(self._behind_through, current.seq)
+            await self._catch_up(current.seq)
+        if not self._done:
+            beat = {"type": "heartbeat", "ts": time.time_ns() // 1_000_000}
+            self._queue(Frame(orjson.dumps(beat), None, kind="heartbeat"))
 
 
-class Conflated:
-    """`frames` at the pace the reader takes them, skipping superseded positions and ETAs.
+class Ticker:
+    """One task per process for every reader's heartbeat and send deadline.
 
-    A task keeps draining `frames` into an `Outbox` while the reader is busy
-    (a send blocked on a full socket), so a slow reader costs one pending
-    frame per skippable kind plus what it must not miss, never a backlog,
-    and never holds up the fan-out for the other readers.
-
-    Use as `async with Conflated(feed.frames()) as frames: async for frame in
-    frames`: leaving the block stops the task, however the reader ends (an
-    async generator would leave it running when its reader is cancelled).
-
-    Raises (from iteration):
-        SlowConsumer: the reader is owed more than `max_kept` unskippable frames.
+    Each tick, a reader quiet for `heartbeat_s` is told to send a heartbeat,
+    and a reader whose send has been blocked for `send_timeout_s` (its
+    client stopped reading) is failed with SlowConsumer and its sender
+    cancelled out of the blocked send.
     """
 
-    def __init__(
-        self, frames: AsyncIterator[Frame], trip_id: str = "", max_kept: int = MAX_KEPT
-    ) -> None:
-        self._frames = frames
-        self._trip_id = trip_id
-        self._outbox: Outbox[Frame] = Outbox(max_kept)
-        self._ready = asyncio.Event()
-        self._failure: BaseException | None = None
-        self._finished = False
-        self._producer: asyncio.Task[None] | None = None
-        self._stopped = False
+    def __init__(self, heartbeat_s: float, send_timeout_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.send_timeout_s = send_timeout_s
+        self.period_s = min(1.0, heartbeat_s / 4, send_timeout_s / 4)
+        self._feeds: set[TripFeed] = set()
+        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Conflated:
-        self._producer = asyncio.create_task(self._produce(), name="feed-producer")
-        return self
+    def add(self, feed: TripFeed) -> None:
+        self._feeds.add(feed)
 
-    async def __aexit__(self, *exc: object) -> None:
-        producer = self._producer
-        if producer is None or producer.done():
-            return
-        # The reader is gone: the handler must not wait for the task. A
-        # cancel can fail to land while the feed is inside redis-py or
-        # Python 3.11's timeout machinery (seen under load), so the task also
-        # stops by itself at its next frame (a heartbeat at the latest).
-        self._stopped = True
-        producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({producer}, timeout=0.05)
+    def discard(self, feed: TripFeed) -> None:
+        self._feeds.discard(feed)
 
-    def __aiter__(self) -> Conflated:
-        return self
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="feed-ticker")
 
-    async def __anext__(self) -> Frame:
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
         while True:
-            if self._failure is not None:
-                raise self._failure
-            frame = self._outbox.pop()
-            if frame is not None:
-                return frame
-            if self._finished:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+            await asyncio.sleep(self.period_s)
+            self.tick(time.monotonic())
 
-    async def _produce(self) -> None:
-        try:
-            async for frame in self._frames:
-                if self._stopped:
-                    return
-                key = frame.kind if frame.kind in SKIPPABLE else None
-                self._outbox.push(frame, key, time.monotonic_ns() // 1_000_000)
-                if self._outbox.skipped:
-                    metrics.FRAMES_SKIPPED.inc(self._outbox.skipped)
-                    self._outbox.skipped = 0
-                self._ready.set()
-                if frame.final:
-                    return
-        except Exception as exc:  # handed to the reader, raised in its task
-            self._failure = exc
-        finally:
-            self._finished = True
-            self._ready.set()
+    def tick(self, now: float) -> None:
+        for feed in tuple(self._feeds):
+            sending = feed.sending_since
+            if sending is not None and now - sending >= self.send_timeout_s:
+                feed.fail(SlowConsumer(f"a send stayed blocked for {self.send_timeout_s:g} s"))
+                if feed.sender is not None:
+                    feed.sender.cancel()
+            elif sending is None and not feed.beat_due and now - feed.taken_at >= self.heartbeat_s:
+                feed.beat()
+
+
+_decoded: tuple[bytes, Frame | None] = (b"", None)
+
+
+def live_frame(data: bytes) -> Frame | None:
+    """The Frame of a published event (None if it is not one), decoded once for every reader.
+
+    The fan-out hands the same bytes object to each listener of a channel
+    in turn, so remembering the last one decodes each message once.
+    """
+    global _decoded
+    if _decoded[0] is data:
+        return _decoded[1]
+    try:
+        event = orjson.loads(data)
+        frame: Frame | None = Frame(
+            data, int(event["seq"]), final=_is_terminal(event), kind=str(event.get("type", ""))
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        frame = None
+    _decoded = (data, frame)
+    return frame
 
 
 def _event_frame(data: bytes, seq: int) -> Frame:
