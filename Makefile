@@ -8,7 +8,7 @@ UI_DEPS := $(UI)/node_modules/.package-lock.json
 UI_BUILT := $(UI)/dist/.built
 UI_SOURCES := $(shell find $(UI)/src $(UI)/static -type f 2>/dev/null) $(UI)/build.mjs
 
-.PHONY: run test lint bench clean ui browser
+.PHONY: run test lint bench clean ui browser load
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -52,6 +52,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/eta_accuracy.py
 	$(BIN)/python bench/faults.py
+
+# A bounded locust run against a local stack it starts (loadtest/run.py); report in loadtest/results/.
+USERS ?= 100
+SPAWN_RATE ?= 20
+DURATION ?= 60s
+load: $(STAMP)
+	$(BIN)/python loadtest/run.py --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION)
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(UI)/node_modules $(UI)/dist

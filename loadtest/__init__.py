@@ -1,0 +1,1 @@
+"""Locust load tests speaking the tracking protocol (`make load`, see README "Load tests")."""
