@@ -137,6 +137,7 @@ def start_ours(n_trips: int, stack: ExitStack, workers: int) -> Server:
     base = f"http://127.0.0.1:{port}"
     _wait_ready(base, proc)
     gateway = psutil.Process(proc.pid)
+    print(f"gateway pid {proc.pid} on port {port}", flush=True)
     procs = [gateway, *gateway.children(recursive=True), psutil.Process(redis.proc.pid)]
     ops = issue_token(secret, "ops", "ops", ttl_s=3600)
     routes, riders = _create_trips(base, ops, secret, n_trips)
@@ -273,9 +274,10 @@ def run_target(target: str, sc: Scenario, workers: int) -> dict[str, Any]:
         sampler = _Sampler(server.procs)
         sampler.start()
         _sleep_until(rider_plans[0].measure_from)
-        cpu_before = sampler.cpu()
+        cpu_before = sampler.cpu_by_process()
         _sleep_until(rider_plans[0].measure_to)
-        cpu_after = sampler.cpu()
+        cpu_after = sampler.cpu_by_process()
+        cpu_split = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu_after.items()}
         outcomes: list[Outcome] = []
         for pipe in pipes:
             if not pipe.poll(30):
@@ -285,7 +287,9 @@ def run_target(target: str, sc: Scenario, workers: int) -> dict[str, Any]:
         sampler.stop()
         for p in procs:
             p.join(5)
-        return _summary(target, sc, outcomes, cpu_after - cpu_before, sampler.peak_rss)
+        row = _summary(target, sc, outcomes, sum(cpu_split.values()), sampler.peak_rss)
+        row["cpu_s_by_process"] = cpu_split
+        return row
 
 
 class _Sampler(threading.Thread):
@@ -298,11 +302,15 @@ class _Sampler(threading.Thread):
         self._halt = threading.Event()
 
     def cpu(self) -> float:
-        total = 0.0
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        out: dict[str, float] = {}
         for p in self.procs:
-            with_children = p.cpu_times()
-            total += with_children.user + with_children.system
-        return total
+            times = p.cpu_times()
+            name = p.name()
+            out[name] = out.get(name, 0.0) + times.user + times.system
+        return out
 
     def run(self) -> None:
         while not self._halt.wait(0.2):
@@ -388,6 +396,8 @@ def print_table(sc: Scenario, rows: list[dict[str, Any]]) -> None:
             f"{r['peak_rss_mb']:>7.0f} {r['errors']:>4} {r['closed_early']:>4}"
         )
     for r in rows:
+        split = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s_by_process"].items())
+        print(f"{r['target']}: server CPU s by process: {split}")
         if r["error_codes"] or r["close_codes"]:
             print(f"{r['target']}: errors {r['error_codes']}, closed {r['close_codes']}")
     by = {r["target"]: r for r in rows}

@@ -28,12 +28,12 @@ SWEEP_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 60.0
 REDIS_RETRIES = 15
 REDIS_BACKOFF_CAP_S = 0.5
-POOL_WAIT_S = 5.0
-"""How long a command waits for a free pooled connection before it fails."""
 """A command that finds Redis unreachable (refused, reset, still loading its data)
 is retried with jittered exponential backoff for about 3.5 to 7 s in all: a Redis
 restart or failover only delays it. Past that it fails as `unavailable`. A
 timeout is not retried: a Redis that hangs should not hold requests longer."""
+POOL_WAIT_S = 5.0
+"""How long a command waits for a free pooled connection before it fails."""
 
 
 def redis_retry() -> Retry:
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             await ticker.stop()
             await fanout.stop()
+            await store.close()
             await redis.aclose()
             await probe.aclose()
 

@@ -111,7 +111,7 @@ async def trip_channel(ws: WebSocket, trip_id: str) -> None:
                 raise feed.failure from None
             finally:
                 feed.sending_since = None
-            metrics.FRAMES_OUT.labels("rider").inc()
+            metrics.RIDER_FRAMES_OUT.inc()
             if frame.final:
                 return CLOSE_NORMAL, "trip ended"
         return CLOSE_NORMAL, "trip ended"
@@ -193,7 +193,7 @@ async def trip_events(
                 async for frame in feed:
                     head = b"" if frame.seq is None else b"id: %d\n" % frame.seq
                     yield head + b"data: " + frame.data + b"\n\n"
-                    metrics.FRAMES_OUT.labels("sse").inc()
+                    metrics.SSE_FRAMES_OUT.inc()
                     if frame.final:
                         return
         except TrackingError as exc:

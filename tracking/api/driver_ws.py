@@ -84,7 +84,7 @@ class DriverConnection:
     async def writer(self) -> None:
         while (data := await self.outbox.get()) is not None:
             await self.ws.send_text(data.decode())
-            metrics.FRAMES_OUT.labels("driver").inc()
+            metrics.DRIVER_FRAMES_OUT.inc()
 
     async def run(self) -> None:
         trip = await self.service.current_trip(self.session)
@@ -116,7 +116,7 @@ class DriverConnection:
                     self._put(DISCONNECTED)
                     return
                 raw = message.get("text") or message.get("bytes") or b""
-                metrics.FRAMES_IN.labels("driver").inc()
+                metrics.DRIVER_FRAMES_IN.inc()
                 self._put(self._decode(raw))
         except Exception as exc:  # handed to the processor, raised in its task
             self._put(exc)
@@ -213,8 +213,8 @@ class DriverConnection:
         for exc in result.errors:
             metrics.ERRORS.labels(exc.code).inc()
             self.send(error_frame(exc))
-        metrics.POINTS.labels("stored").inc(len(points) - len(result.errors))
-        metrics.POINTS.labels("rejected").inc(len(result.errors))
+        metrics.POINTS_STORED.inc(len(points) - len(result.errors))
+        metrics.POINTS_REJECTED.inc(len(result.errors))
         if result.ack > 0:
             self.send(orjson.dumps({"type": "ack", "seq": result.ack}))
 

@@ -18,3 +18,12 @@ FRAMES_SKIPPED = Counter(
     "tracking_frames_skipped_total",
     "Positions and ETAs a slow reader skipped because a newer one replaced them",
 )
+
+# Children bound once: `labels()` costs a lock and a dict lookup per call,
+# and these count every frame of the hot paths.
+DRIVER_FRAMES_IN = FRAMES_IN.labels("driver")
+DRIVER_FRAMES_OUT = FRAMES_OUT.labels("driver")
+RIDER_FRAMES_OUT = FRAMES_OUT.labels("rider")
+SSE_FRAMES_OUT = FRAMES_OUT.labels("sse")
+POINTS_STORED = POINTS.labels("stored")
+POINTS_REJECTED = POINTS.labels("rejected")

@@ -2,9 +2,9 @@
 
 A driver's point is acknowledged only once its write is stored, and each
 socket waits for its own write before its next one. Sent one by one, each
-write pays redis-py's whole per-command path (pool checkout, retry wrapper,
-one send and one read). Here callers queue their script call and wait; one
-flusher sends whatever has queued as a single pipeline, resolves each
+write would pay a client's whole per-command path. Here callers queue their
+script call and wait; one flusher sends whatever has queued as a single
+pipeline on its own connection (`RespConnection`), resolves each
 caller with its own reply, and meanwhile the next batch gathers. Under load
 a batch holds one write per busy socket; when idle a write goes out at the
 end of the current event-loop tick, so nothing waits for a timer.
@@ -25,6 +25,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from tracking.store.resp import RespConnection
+
 MAX_BATCH = 256
 """Writes per pipeline: bounds one round trip's size and the latency it adds."""
 
@@ -33,7 +35,7 @@ class ScriptBatcher:
     """Runs one Lua script for many callers, pipelined per flush."""
 
     def __init__(self, redis: Redis, source: str, max_batch: int = MAX_BATCH) -> None:
-        self._redis = redis
+        self._conn = RespConnection(redis)
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
         self._max_batch = max_batch
@@ -81,14 +83,16 @@ class ScriptBatcher:
         if missing:
             # Redis restarted or flushed its scripts: a NOSCRIPT write did not
             # run, so running it again after loading the script is safe.
-            await self._redis.script_load(self._source)
+            await self._conn.execute([["SCRIPT", "LOAD", self._source]])
             again = await self._pipeline([batch[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
 
     async def _pipeline(self, batch: list[tuple[Sequence[Any], Sequence[Any], Any]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        return await self._conn.execute(
+            [("EVALSHA", self._sha, len(keys), *keys, *args) for keys, args, _ in batch]
+        )
+
+    async def close(self) -> None:
+        await self._conn.close()

@@ -3,6 +3,12 @@
 Sockets register a callback per channel here; the process subscribes to a
 Redis channel when its first local listener arrives and unsubscribes when
 the last one leaves. A rider never costs a Redis connection.
+
+The connection is read directly (RESP parsed by hiredis): every event of
+every trip this process serves comes through here, and redis-py's pub/sub
+reader costs several times more per message. `add` returns once Redis has
+confirmed the subscription, so whatever a caller reads after it, every
+later publish reaches it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracking.core.errors import Unavailable
+from tracking.store.resp import READ_CHUNK, Endpoint, pack
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +33,13 @@ Listener = Callable[[bytes], None]
 
 RECONNECT_BASE_S = 0.05
 RECONNECT_CAP_S = 0.5
+SUBSCRIBE_TIMEOUT_S = 5.0
+IDLE_PING_S = 10.0
+"""A connection silent this long is sent a PING; silent for as long again, it is dead."""
 
 
 def reconnect_delay_s(failures: int) -> float:
-    """Wait before reading again after `failures` failed reads in a row (1 = the first)."""
+    """Wait before connecting again after `failures` failed attempts in a row (1 = the first)."""
     return min(RECONNECT_CAP_S, RECONNECT_BASE_S * 2.0 ** max(0, failures - 1))
 
 
@@ -38,33 +47,34 @@ class FanOut:
     """Routes Redis pub/sub messages to in-process listeners by channel."""
 
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._endpoint = Endpoint(redis)
         self._listeners: dict[str, set[Listener]] = {}
+        self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        # redis-py needs one subscription before it will read; this private
-        # channel also keeps the connection in pub/sub mode when idle.
+        # A private channel keeps the connection in pub/sub mode when idle.
         self._control = f"trk:{{gw}}:{uuid.uuid4().hex}"
         self.reconnects = 0
 
     async def start(self) -> None:
-        await self._pubsub.subscribe(self._control)
-        self._task = asyncio.create_task(self._run(), name="fanout")
+        """Connect and subscribe the control channel; raises if Redis is unreachable."""
+        reader = await self._connect()
+        self._task = asyncio.create_task(self._run(reader), name="fanout")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._drop()
 
     async def add(self, channel: str, listener: Listener) -> None:
         """Start delivering `channel`'s messages to `listener`.
 
-        Raises Unavailable if Redis cannot be reached to subscribe; nothing is
-        registered then.
+        Returns once Redis has confirmed the subscription. Raises Unavailable
+        if Redis cannot be reached to subscribe; nothing is registered then.
         """
         async with self._lock:
             listeners = self._listeners.setdefault(channel, set())
@@ -72,12 +82,12 @@ class FanOut:
             if len(listeners) > 1:
                 return
             try:
-                await self._pubsub.subscribe(channel)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+                await self._subscribe(channel)
+            except Unavailable:
                 # Registered without a subscription, the channel would stay
                 # silent for this listener and every later one.
-                del self._listeners[channel]
-                raise Unavailable(f"redis unreachable: {exc}") from exc
+                self._listeners.pop(channel, None)
+                raise
 
     async def remove(self, channel: str, listener: Listener) -> None:
         async with self._lock:
@@ -87,47 +97,110 @@ class FanOut:
             listeners.discard(listener)
             if not listeners:
                 del self._listeners[channel]
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
-                    await self._pubsub.unsubscribe(channel)
+                self._send(["UNSUBSCRIBE", channel])
 
     @property
     def channel_count(self) -> int:
         return len(self._listeners)
 
-    async def _run(self) -> None:
-        # redis-py reconnects on the next read and subscribes again to every
-        # channel; listeners repair any gap from the trip's stream.
+    # --- the connection -------------------------------------------------------
+
+    async def _subscribe(self, channel: str) -> None:
+        if not self._connected.is_set() or self._writer is None:
+            raise Unavailable("redis unreachable: the fan-out is reconnecting")
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirming.setdefault(channel.encode(), []).append(confirmed)
+        self._send(["SUBSCRIBE", channel])
+        try:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                await confirmed
+        except (TimeoutError, RedisConnectionError) as exc:
+            raise Unavailable(f"redis unreachable: no subscription to {channel}") from exc
+
+    def _send(self, command: list[str]) -> None:
+        """Best effort: while reconnecting, the resubscription covers what is lost."""
+        if self._writer is not None:
+            self._writer.write(pack(command))
+
+    async def _connect(self) -> asyncio.StreamReader:
+        reader, writer = await self._endpoint.open()
+        self._writer = writer
+        # Every channel with listeners, again (after a reconnect; the feeds
+        # repair any gap from the trips' streams).
+        channels = [self._control, *self._listeners]
+        writer.write(pack(["SUBSCRIBE", *channels]))
+        self._connected.set()
+        return reader
+
+    def _drop(self) -> None:
+        self._connected.clear()
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        failed = RedisConnectionError("fan-out connection lost")
+        for waiting in self._confirming.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(failed)
+        self._confirming.clear()
+
+    async def _run(self, reader: asyncio.StreamReader) -> None:
         failures = 0
         lost_at = 0.0
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as exc:
+                await self._read(reader)
+                raise EOFError("Redis closed the connection")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the process's only subscription must go on
+                self._drop()
+                lost_at = time.monotonic()
+                log.warning("fan-out lost Redis (%s); reconnecting", exc)
+            while True:
                 failures += 1
                 self.reconnects += 1
-                if failures == 1:
-                    lost_at = time.monotonic()
-                    log.warning("fan-out lost Redis (%s); reconnecting", exc)
                 await asyncio.sleep(reconnect_delay_s(failures))
-                continue
-            except Exception:  # a bug, but the process's only subscription must go on
-                failures += 1
-                lost_at = lost_at if failures > 1 else time.monotonic()
-                log.exception("fan-out read failed")
-                await asyncio.sleep(reconnect_delay_s(failures))
-                continue
-            if failures:
-                log.info(
-                    "fan-out back after %.1f s (%d channels)",
-                    time.monotonic() - lost_at,
-                    len(self._listeners),
-                )
-                failures = 0
-            if message is None or message.get("type") != "message":
-                continue
-            channel = message["channel"].decode()
-            for listener in tuple(self._listeners.get(channel, ())):
                 try:
-                    listener(message["data"])
-                except Exception:  # a broken listener must not stop the fan-out
-                    log.exception("listener failed on %s", channel)
+                    reader = await self._connect()
+                    break
+                except RedisConnectionError:
+                    continue
+            log.info(
+                "fan-out back after %.1f s (%d channels)",
+                time.monotonic() - lost_at,
+                len(self._listeners),
+            )
+            failures = 0
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        parser = hiredis.Reader()
+        listeners = self._listeners
+        pinged = False
+        while True:
+            try:
+                async with asyncio.timeout(IDLE_PING_S):
+                    data = await reader.read(READ_CHUNK)
+            except TimeoutError:
+                # A peer that vanished without a reset would leave us waiting forever.
+                if pinged:
+                    raise RedisConnectionError("no answer to PING") from None
+                self._send(["PING"])
+                pinged = True
+                continue
+            if not data:
+                return
+            pinged = False
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                kind = reply[0]
+                if kind == b"message":
+                    for listener in tuple(listeners.get(reply[1].decode(), ())):
+                        try:
+                            listener(reply[2])
+                        except Exception:  # a broken listener must not stop the fan-out
+                            log.exception("listener failed on %s", reply[1])
+                elif kind == b"subscribe":
+                    for future in self._confirming.pop(reply[1], ()):
+                        if not future.done():
+                            future.set_result(None)

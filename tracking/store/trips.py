@@ -114,6 +114,9 @@ class TripStore:
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
         self._prune_positions = redis.register_script(_PRUNE_POSITIONS_LUA)
 
+    async def close(self) -> None:
+        await self._writes.close()
+
     @redis_call
     async def ping(self) -> None:
         """Raises Unavailable unless Redis answers now (no retries: readiness must be quick)."""
