@@ -47,9 +47,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Needs Node.js for the Socket.IO peer (bench/peers/socketio, npm ci on first use).
 bench: $(STAMP)
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/connections.py
 	$(BIN)/python bench/eta_accuracy.py
 	$(BIN)/python bench/faults.py
 

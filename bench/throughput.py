@@ -10,9 +10,12 @@ or at R Hz (`rate`). Clients run in separate processes from the server.
 - `ours`: `tracking serve` with Redis: snapping, progress, ETA, a durable
   write before each ack, the fan-out through Redis pub/sub.
 - `sio`: Node.js, Socket.IO 4 and @socket.io/redis-adapter
-  (bench/peers/socketio): what a team would write instead.
+  (bench/peers/socketio): what a team would write instead. On one node
+  the adapter hands a broadcast to local sockets without Redis.
+- `sio2`: the same on two nodes, drivers on one and riders on the other,
+  so that every delivery crosses Redis, as every delivery of ours does.
 
-Prints a table with ratios ours/raw and ours/sio measured in the same run
+Prints a table with ratios ours/raw, ours/sio and ours/sio2 measured in the same run
 and writes JSON to bench/results/throughput.json.
 
     .venv/bin/python bench/throughput.py                      # both scenarios
@@ -99,19 +102,26 @@ def start_raw(n_trips: int, stack: ExitStack) -> Server:
     )
 
 
-def start_sio(n_trips: int, stack: ExitStack) -> Server:
+def start_sio(n_trips: int, stack: ExitStack, nodes: int = 1) -> Server:
+    """One Socket.IO node, or two with drivers on the first and riders on the
+    second, so that every delivery crosses Redis as it does in ours (on one
+    node the adapter delivers to local sockets directly)."""
     redis = stack.enter_context(EmbeddedRedis())
     socketio_peer.ensure_installed()
-    port = free_port()
-    proc = socketio_peer.start_peer(redis.url, port)
-    stack.callback(stop_process, proc, 10)
+    bases = []
+    procs = [psutil.Process(redis.proc.pid)]
+    for _ in range(nodes):
+        port = free_port()
+        proc = socketio_peer.start_peer(redis.url, port)
+        stack.callback(stop_process, proc, 10)
+        procs.append(psutil.Process(proc.pid))
+        bases.append(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket")
     route = _demo_route()
-    base = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
     return Server(
-        procs=[psutil.Process(proc.pid), psutil.Process(redis.proc.pid)],
+        procs=procs,
         stop=None,
-        drive_url=lambda trip: f"{base}&role=driver&trip={trip}",
-        ride_url=lambda trip, _i: f"{base}&role=rider&trip={trip}",
+        drive_url=lambda trip: f"{bases[0]}&role=driver&trip={trip}",
+        ride_url=lambda trip, _i: f"{bases[-1]}&role=rider&trip={trip}",
         routes={f"t{i}": route for i in range(n_trips)},
     )
 
@@ -222,6 +232,8 @@ def run_target(target: str, sc: Scenario, workers: int) -> dict[str, Any]:
             server = start_raw(sc.drivers, stack)
         elif target == "sio":
             server = start_sio(sc.drivers, stack)
+        elif target == "sio2":
+            server = start_sio(sc.drivers, stack, nodes=2)
         else:
             server = start_ours(sc.drivers, stack, workers)
         trips = sorted(server.routes)
@@ -402,7 +414,7 @@ def print_table(sc: Scenario, rows: list[dict[str, Any]]) -> None:
             print(f"{r['target']}: errors {r['error_codes']}, closed {r['close_codes']}")
     by = {r["target"]: r for r in rows}
     ours = by.get("ours")
-    for other in ("raw", "sio"):
+    for other in ("raw", "sio", "sio2"):
         if ours and other in by and by[other]["delivered_per_s"]:
             ratio = ours["delivered_per_s"] / by[other]["delivered_per_s"]
             print(f"ours/{other}: {ratio:.2f} (delivered/s)")
@@ -417,7 +429,7 @@ SCENARIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--targets", default="raw,ours,sio")
+    parser.add_argument("--targets", default="raw,ours,sio,sio2")
     parser.add_argument("--drivers", type=int)
     parser.add_argument("--riders", type=int, help="riders per trip")
     parser.add_argument("--window", type=int)

@@ -16,6 +16,7 @@ are kept by one `Ticker` per process, not a timer per reader.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -23,12 +24,15 @@ import orjson
 
 from tracking.api import metrics
 from tracking.core import trip as core
-from tracking.core.errors import SlowConsumer
+from tracking.core.errors import NotFound, SlowConsumer
 from tracking.core.messages import TERMINAL
 from tracking.core.outbox import Outbox
 from tracking.service import TrackingService
 from tracking.store import keys
 from tracking.store.fanout import FanOut
+from tracking.store.trips import TripStore
+
+log = logging.getLogger(__name__)
 
 MAX_KEPT = 1_000
 """Unskippable frames (status, route, signal, snapshots) owed to one reader before it is cut."""
@@ -85,6 +89,8 @@ class TripFeed:
         self.taken_at = time.monotonic()
         """When the reader last took a frame (quiet for a heartbeat since then)."""
         self.beat_due = False
+        """Asked for a heartbeat; the ticker is reading the trip's seq."""
+        self._beat_after_catch_up = False
         self.sending_since: float | None = None
         """Set by the sender while a send is in progress."""
         self.sender: asyncio.Task[object] | None = None
@@ -147,10 +153,24 @@ class TripFeed:
             self._failure = exc
         self._wake.set()
 
-    def beat(self) -> None:
-        """The ticker: this reader has been quiet for a heartbeat interval."""
-        self.beat_due = True
+    def beat(self, stored_seq: int | None) -> None:
+        """The ticker: quiet for a heartbeat interval; the trip's stored seq is `stored_seq`.
+
+        Events the reader missed (a publish lost while Redis reconnected, say
+        the final status) are sent first, then the heartbeat. `None`: the
+        seq could not be read (Redis unreachable): the heartbeat goes alone.
+        """
+        self.beat_due = False
+        if stored_seq is not None and stored_seq > self.last and self._live:
+            self._behind_through = max(self._behind_through, stored_seq)
+            self._beat_after_catch_up = True
+        else:
+            self._queue_heartbeat()
         self._wake.set()
+
+    def _queue_heartbeat(self) -> None:
+        if not self._done:
+            self._queue(Frame(b'{"type":"heartbeat","ts":%d}' % _now_ms(), None, kind="heartbeat"))
 
     # --- pulled by the reader's sender ----------------------------------------
 
@@ -168,6 +188,9 @@ class TripFeed:
                 continue
             if self._behind_through > self.last:
                 await self._catch_up(self._behind_through)
+                if self._beat_after_catch_up and not self._behind_through:
+                    self._beat_after_catch_up = False
+                    self._queue_heartbeat()
                 continue
             frame = self._outbox.pop()
             if frame is not None:
@@ -175,10 +198,6 @@ class TripFeed:
                 return frame
             if self._done:
                 raise StopAsyncIteration
-            if self.beat_due:
-                self.beat_due = False
-                await self._heartbeat()
-                continue
             self._wake.clear()
             await self._wake.wait()
 
@@ -199,7 +218,7 @@ class TripFeed:
                 snapshot["reset"] = True
             self._queue(
                 Frame(
-                    orjson.dumps(snapshot),
+                    exact(orjson.dumps(snapshot)),
                     state.seq,
                     final=state.status in TERMINAL,
                     kind="snapshot",
@@ -219,7 +238,7 @@ class TripFeed:
             reset = {"type": "snapshot", "trip": core.view(current), "reset": True}
             self._queue(
                 Frame(
-                    orjson.dumps(reset),
+                    exact(orjson.dumps(reset)),
                     current.seq,
                     final=current.status in TERMINAL,
                     kind="snapshot",
@@ -233,28 +252,19 @@ class TripFeed:
         if self._behind_through <= self.last:
             self._behind_through = 0
 
-    async def _heartbeat(self) -> None:
-        # A quiet trip, or a lost publish (say, of the final status while
-        # Redis reconnected): the stored seq tells which.
-        current = await self.service.get_trip(self.trip_id)
-        if current.seq > self.last:
-            self._behind_through = max(self._behind_through, current.seq)
-            await self._catch_up(current.seq)
-        if not self._done:
-            beat = {"type": "heartbeat", "ts": time.time_ns() // 1_000_000}
-            self._queue(Frame(orjson.dumps(beat), None, kind="heartbeat"))
-
 
 class Ticker:
     """One task per process for every reader's heartbeat and send deadline.
 
-    Each tick, a reader quiet for `heartbeat_s` is told to send a heartbeat,
-    and a reader whose send has been blocked for `send_timeout_s` (its
-    client stopped reading) is failed with SlowConsumer and its sender
-    cancelled out of the blocked send.
+    Each tick, a reader whose send has been blocked for `send_timeout_s`
+    (its client stopped reading) is failed with SlowConsumer and its sender
+    cancelled out of the blocked send. Readers quiet for `heartbeat_s` get
+    a heartbeat, after any events they missed: the stored seq of each of
+    their trips is read once per tick for all of them, in one round trip.
     """
 
-    def __init__(self, heartbeat_s: float, send_timeout_s: float) -> None:
+    def __init__(self, store: TripStore, heartbeat_s: float, send_timeout_s: float) -> None:
+        self.store = store
         self.heartbeat_s = heartbeat_s
         self.send_timeout_s = send_timeout_s
         self.period_s = min(1.0, heartbeat_s / 4, send_timeout_s / 4)
@@ -278,9 +288,13 @@ class Ticker:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.period_s)
-            self.tick(time.monotonic())
+            due = self.tick(time.monotonic())
+            if due:
+                await self._beat(due)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> list[TripFeed]:
+        """Cut stuck senders; returns the readers due for a heartbeat."""
+        due = []
         for feed in tuple(self._feeds):
             sending = feed.sending_since
             if sending is not None and now - sending >= self.send_timeout_s:
@@ -288,7 +302,22 @@ class Ticker:
                 if feed.sender is not None:
                     feed.sender.cancel()
             elif sending is None and not feed.beat_due and now - feed.taken_at >= self.heartbeat_s:
-                feed.beat()
+                feed.beat_due = True
+                due.append(feed)
+        return due
+
+    async def _beat(self, due: list[TripFeed]) -> None:
+        trip_ids = sorted({feed.trip_id for feed in due})
+        try:
+            seqs: dict[str, int | None] = await self.store.stored_seqs(trip_ids)
+        except Exception as exc:  # Redis unreachable: beat without the check
+            log.info("heartbeat check skipped: %s", exc)
+            seqs = {}
+        for feed in due:
+            if feed.trip_id in seqs and seqs[feed.trip_id] is None:
+                feed.fail(NotFound(f"trip {feed.trip_id} is gone"))
+            else:
+                feed.beat(seqs.get(feed.trip_id))
 
 
 _decoded: tuple[bytes, Frame | None] = (b"", None)
@@ -312,6 +341,16 @@ def live_frame(data: bytes) -> Frame | None:
         frame = None
     _decoded = (data, frame)
     return frame
+
+
+def exact(data: bytes) -> bytes:
+    """A copy of exactly `data`'s size: orjson's result keeps a 4 KB buffer even
+    for a few bytes, and a reader holds its last frame while it idles."""
+    return bytes(memoryview(data))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _event_frame(data: bytes, seq: int) -> Frame:

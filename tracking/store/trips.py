@@ -226,6 +226,25 @@ class TripStore:
         return [fields[b"e"] for _, fields in entries]
 
     @redis_call
+    async def stored_seqs(self, trip_ids: Sequence[str]) -> dict[str, int | None]:
+        """Each trip's last event seq (the id of its stream's newest entry; 0 if none),
+        read without loading the trips. None for a trip that is gone."""
+        out: dict[str, int | None] = {}
+        for start in range(0, len(trip_ids), PIPELINE_CHUNK):
+            chunk = trip_ids[start : start + PIPELINE_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for trip_id in chunk:
+                    pipe.exists(keys.trip(trip_id))
+                    pipe.xrevrange(keys.events(trip_id), count=1)
+                replies = await pipe.execute()
+            for i, trip_id in enumerate(chunk):
+                exists, newest = replies[2 * i], replies[2 * i + 1]
+                out[trip_id] = (
+                    (int(newest[0][0].split(b"-")[0]) if newest else 0) if exists else None
+                )
+        return out
+
+    @redis_call
     async def trail(self, trip_id: str) -> list[tuple[float, float, int, int]]:
         out = []
         rows = cast("list[bytes]", await self.redis.lrange(keys.trail(trip_id), 0, -1))
