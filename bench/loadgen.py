@@ -20,6 +20,7 @@ and servers share this machine's clock). The ms `ts` makes each figure up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from array import array
@@ -73,6 +74,8 @@ class Outcome:
     latency_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
     ack_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
     closed_early: int = 0
+    stalled: int = 0
+    """Drivers that got no ack in their last 2 s with frames in flight."""
     error_codes: dict[str, int] = field(default_factory=dict)
     close_codes: dict[str, int] = field(default_factory=dict)
 
@@ -134,8 +137,10 @@ class Driver:
         self.room = asyncio.Event()
         self.room.set()
         self.walker = Walker(spec.route, plan.step_m)
+        self.last_ack = time.monotonic()
 
     def _acked_through(self, seq: int) -> None:
+        self.last_ack = time.monotonic()
         now = time.perf_counter()
         in_window = self.plan.measure_from <= time.time() < self.plan.measure_to
         while self.inflight and self.inflight[0][0] <= seq:
@@ -170,7 +175,9 @@ class Driver:
             self.out.close_codes[code] = self.out.close_codes.get(code, 0) + 1
         finally:
             reader.cancel()
-            await close()
+            with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
+                async with asyncio.timeout(5):
+                    await close()
 
     def _ws_sender(self, ws: Any) -> Any:
         async def send(frame: dict[str, Any]) -> None:
@@ -193,7 +200,13 @@ class Driver:
         next_at = plan.go + (hash(self.spec.trip_id) % 1000) / 1000 * period
         while time.time() < plan.stop:
             if plan.window:
-                await self.room.wait()
+                try:
+                    async with asyncio.timeout(max(0.0, plan.stop - time.time())):
+                        await self.room.wait()
+                except TimeoutError:
+                    if time.monotonic() - self.last_ack > 2.0:
+                        self.out.stalled += 1  # acks stopped coming: a server problem
+                    break
             else:
                 await _sleep_until(next_at)
                 next_at += period

@@ -12,10 +12,8 @@ or at R Hz (`rate`). Clients run in separate processes from the server.
 - `sio`: Node.js, Socket.IO 4 and @socket.io/redis-adapter
   (bench/peers/socketio): what a team would write instead. On one node
   the adapter hands a broadcast to local sockets without Redis.
-- `sio2`: the same on two nodes, drivers on one and riders on the other,
-  so that every delivery crosses Redis, as every delivery of ours does.
 
-Prints a table with ratios ours/raw, ours/sio and ours/sio2 measured in the same run
+Prints a table with ratios ours/raw and ours/sio measured in the same run
 and writes JSON to bench/results/throughput.json.
 
     .venv/bin/python bench/throughput.py                      # both scenarios
@@ -103,9 +101,7 @@ def start_raw(n_trips: int, stack: ExitStack) -> Server:
 
 
 def start_sio(n_trips: int, stack: ExitStack, nodes: int = 1) -> Server:
-    """One Socket.IO node, or two with drivers on the first and riders on the
-    second, so that every delivery crosses Redis as it does in ours (on one
-    node the adapter delivers to local sockets directly)."""
+    """Socket.IO on `nodes` nodes of one Redis, drivers on the first, riders on the last."""
     redis = stack.enter_context(EmbeddedRedis())
     socketio_peer.ensure_installed()
     bases = []
@@ -232,8 +228,6 @@ def run_target(target: str, sc: Scenario, workers: int) -> dict[str, Any]:
             server = start_raw(sc.drivers, stack)
         elif target == "sio":
             server = start_sio(sc.drivers, stack)
-        elif target == "sio2":
-            server = start_sio(sc.drivers, stack, nodes=2)
         else:
             server = start_ours(sc.drivers, stack, workers)
         trips = sorted(server.routes)
@@ -371,6 +365,7 @@ def _summary(
         "acked": sum(o.acked for o in outs),
         "errors": sum(o.errors for o in outs),
         "closed_early": sum(o.closed_early for o in outs),
+        "stalled": sum(o.stalled for o in outs),
         "error_codes": error_codes,
         "close_codes": close_codes,
         "other_frames": sum(o.other_frames for o in outs),
@@ -410,11 +405,14 @@ def print_table(sc: Scenario, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         split = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s_by_process"].items())
         print(f"{r['target']}: server CPU s by process: {split}")
-        if r["error_codes"] or r["close_codes"]:
-            print(f"{r['target']}: errors {r['error_codes']}, closed {r['close_codes']}")
+        if r["error_codes"] or r["close_codes"] or r["stalled"]:
+            print(
+                f"{r['target']}: errors {r['error_codes']}, closed {r['close_codes']}, "
+                f"drivers stalled without acks {r['stalled']}"
+            )
     by = {r["target"]: r for r in rows}
     ours = by.get("ours")
-    for other in ("raw", "sio", "sio2"):
+    for other in ("raw", "sio"):
         if ours and other in by and by[other]["delivered_per_s"]:
             ratio = ours["delivered_per_s"] / by[other]["delivered_per_s"]
             print(f"ours/{other}: {ratio:.2f} (delivered/s)")
@@ -429,7 +427,7 @@ SCENARIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--targets", default="raw,ours,sio,sio2")
+    parser.add_argument("--targets", default="raw,ours,sio")
     parser.add_argument("--drivers", type=int)
     parser.add_argument("--riders", type=int, help="riders per trip")
     parser.add_argument("--window", type=int)
