@@ -149,8 +149,8 @@ async def nearby(
     """Drivers whose last position is within `radius_m`, nearest first (ops)."""
     rows = await service.store.nearby(lon, lat, radius_m)
     drivers = []
-    for driver_id, distance_m, d_lon, d_lat in rows:
-        driver = await service.store.load_driver(driver_id)
+    states = await service.store.load_drivers([row[0] for row in rows])
+    for (driver_id, distance_m, d_lon, d_lat), driver in zip(rows, states, strict=True):
         ts = driver.fix["ts"] if driver.fix else 0
         drivers.append(
             {"id": driver_id, "lon": d_lon, "lat": d_lat, "distance_m": distance_m, "ts": ts}

@@ -199,6 +199,25 @@ class TripStore:
         return DriverState.from_json(state, trip_id)
 
     @redis_call
+    async def load_drivers(self, driver_ids: Sequence[str]) -> list[DriverState]:
+        """Several drivers in one round trip (per PIPELINE_CHUNK), in order."""
+        out: list[DriverState] = []
+        for start in range(0, len(driver_ids), PIPELINE_CHUNK):
+            chunk = driver_ids[start : start + PIPELINE_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for driver_id in chunk:
+                    pipe.hmget(keys.driver(driver_id), ["state", "trip"])
+                rows = cast("list[list[bytes | None]]", await pipe.execute())
+            for driver_id, (state, trip) in zip(chunk, rows, strict=True):
+                trip_id = trip.decode() if trip else None
+                out.append(
+                    DriverState(driver_id, trip_id=trip_id)
+                    if state is None
+                    else DriverState.from_json(state, trip_id)
+                )
+        return out
+
+    @redis_call
     async def set_driver_trip(self, driver_id: str, trip_id: str | None) -> None:
         """Point the driver at its current trip, or at none."""
         key = keys.driver(driver_id)
