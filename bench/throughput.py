@@ -75,7 +75,6 @@ class Scenario:
 @dataclass
 class Server:
     procs: list[psutil.Process]
-    stop: Any
     drive_url: Any
     ride_url: Any
     routes: dict[str, list[tuple[float, float]]]
@@ -93,31 +92,24 @@ def start_raw(n_trips: int, stack: ExitStack) -> Server:
     route = _demo_route()
     return Server(
         procs=[psutil.Process(proc.pid)],
-        stop=None,
         drive_url=lambda trip: f"ws://127.0.0.1:{port}/drive?trip={trip}",
         ride_url=lambda trip, _i: f"ws://127.0.0.1:{port}/ride?trip={trip}",
         routes={f"t{i}": route for i in range(n_trips)},
     )
 
 
-def start_sio(n_trips: int, stack: ExitStack, nodes: int = 1) -> Server:
-    """Socket.IO on `nodes` nodes of one Redis, drivers on the first, riders on the last."""
+def start_sio(n_trips: int, stack: ExitStack) -> Server:
     redis = stack.enter_context(EmbeddedRedis())
     socketio_peer.ensure_installed()
-    bases = []
-    procs = [psutil.Process(redis.proc.pid)]
-    for _ in range(nodes):
-        port = free_port()
-        proc = socketio_peer.start_peer(redis.url, port)
-        stack.callback(stop_process, proc, 10)
-        procs.append(psutil.Process(proc.pid))
-        bases.append(f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket")
+    port = free_port()
+    proc = socketio_peer.start_peer(redis.url, port)
+    stack.callback(stop_process, proc, 10)
     route = _demo_route()
+    base = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
     return Server(
-        procs=procs,
-        stop=None,
-        drive_url=lambda trip: f"{bases[0]}&role=driver&trip={trip}",
-        ride_url=lambda trip, _i: f"{bases[-1]}&role=rider&trip={trip}",
+        procs=[psutil.Process(proc.pid), psutil.Process(redis.proc.pid)],
+        drive_url=lambda trip: f"{base}&role=driver&trip={trip}",
+        ride_url=lambda trip, _i: f"{base}&role=rider&trip={trip}",
         routes={f"t{i}": route for i in range(n_trips)},
     )
 
@@ -155,7 +147,6 @@ def start_ours(n_trips: int, stack: ExitStack, workers: int) -> Server:
 
     return Server(
         procs=procs,
-        stop=None,
         drive_url=drive_url,
         ride_url=lambda trip, _i: f"{ws}/v1/trips/{trip}/ws?token={riders[trip]}",
         routes=routes,

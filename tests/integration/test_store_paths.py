@@ -116,7 +116,10 @@ def test_the_fanout_resubscribes_after_redis_restarts_and_refuses_while_down() -
         try:
             await fanout.add("trk:test:a", got.append)
             server.stop()
-            await asyncio.sleep(0.3)
+            for _ in range(100):  # until the fan-out has seen its connection go
+                if not fanout._connected.is_set():
+                    break
+                await asyncio.sleep(0.02)
             with pytest.raises(Unavailable):
                 await fanout.add("trk:test:b", got.append)
             server = EmbeddedRedis(port=port).start()

@@ -313,18 +313,8 @@ class TripStore:
         may be terminal (the caller decides what to show).
         """
         ids = await self._geo_ids_in_box(bbox)
-        drivers: list[tuple[DriverState, str | None]] = []
-        for start in range(0, len(ids), PIPELINE_CHUNK):
-            chunk = ids[start : start + PIPELINE_CHUNK]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for driver_id in chunk:
-                    pipe.hmget(keys.driver(driver_id), ["state", "trip"])
-                rows = cast("list[list[bytes | None]]", await pipe.execute())
-            for state, trip in rows:
-                if state is None:
-                    continue  # expired: only its GEO entry is left
-                driver = DriverState.from_json(state)
-                drivers.append((driver, trip.decode() if trip else None))
+        # A driver whose keys expired has only its GEO entry left: no state.
+        drivers = [(d, d.trip_id) for d in await self.load_drivers(ids) if d.fix is not None]
         trips: dict[str, tuple[str, str]] = {}
         trip_ids = sorted({t for _, t in drivers if t})
         for start in range(0, len(trip_ids), PIPELINE_CHUNK):
