@@ -368,6 +368,10 @@ class TrackingService:
             for point in admitted:
                 if not work.active:
                     break
+                if point.seq <= work.driver_seq:
+                    # The trip holds it already: on a Redis Cluster, a write whose
+                    # driver part was lost (see store/cluster.py). Acked, not redone.
+                    continue
                 events += core.apply_fix(work, point, now, self.cfg, self.route_of(work))
                 events += await self._follow_route_requests(work, now)
                 trail.append(trail_entry(point.lon, point.lat, point.ts, point.seq))

@@ -7,6 +7,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         None, description="Redis URL; unset: start an embedded redis-server on a free port"
+    )
+    redis_cluster: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Whether TRACKING_REDIS_URL names a node of a Redis Cluster; auto: ask it",
     )
     jwt_secret: str | None = Field(
         None, description="HS256 secret for tokens; unset: a generated dev secret"

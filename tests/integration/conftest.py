@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.client import Api
+from tests.integration.redis_cluster import LocalCluster
 from tracking.api.auth import issue_token
 from tracking.store.embedded import EmbeddedRedis, free_port, stop_process
 
@@ -25,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def redis_url() -> Iterator[str]:
     with EmbeddedRedis() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real three-master Redis Cluster, shared by the cluster tests."""
+    with LocalCluster() as cluster:
+        yield cluster
 
 
 class Gateway:

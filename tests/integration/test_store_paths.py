@@ -117,7 +117,7 @@ def test_the_fanout_resubscribes_after_redis_restarts_and_refuses_while_down() -
             await fanout.add("trk:test:a", got.append)
             server.stop()
             for _ in range(100):  # until the fan-out has seen its connection go
-                if not fanout._connected.is_set():
+                if not fanout.connected:
                     break
                 await asyncio.sleep(0.02)
             with pytest.raises(Unavailable):

@@ -10,10 +10,6 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import EqualJitterBackoff, NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -22,6 +18,7 @@ from tracking.api.feed import Ticker
 from tracking.routing import GraphRouter, load_router
 from tracking.service import TrackingService
 from tracking.settings import Settings, get_settings
+from tracking.store.clients import connect
 from tracking.store.fanout import FanOut
 from tracking.store.trips import TripStore
 
@@ -29,22 +26,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 60.0
-REDIS_RETRIES = 15
-REDIS_BACKOFF_CAP_S = 0.5
-"""A command that finds Redis unreachable (refused, reset, still loading its data)
-is retried with jittered exponential backoff for about 3.5 to 7 s in all: a Redis
-restart or failover only delays it. Past that it fails as `unavailable`. A
-timeout is not retried: a Redis that hangs should not hold requests longer."""
-POOL_WAIT_S = 5.0
-"""How long a command waits for a free pooled connection before it fails."""
-
-
-def redis_retry() -> Retry:
-    return Retry(
-        EqualJitterBackoff(cap=REDIS_BACKOFF_CAP_S, base=0.05),
-        REDIS_RETRIES,
-        supported_errors=(RedisConnectionError,),
-    )
 
 
 async def _sweep(service: TrackingService) -> None:
@@ -81,31 +62,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             router.edge_count,
             time.perf_counter() - started,
         )
-        # A bounded pool that makes a command wait for a free connection: the
-        # default pool fails it with "Too many connections" under load.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url or "",
-            max_connections=settings.redis_max_connections,
-            timeout=POOL_WAIT_S,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=10,
-            retry=redis_retry(),
+        clients = await connect(
+            settings.redis_url or "", settings.redis_cluster, settings.redis_max_connections
         )
-        redis = Redis(connection_pool=pool)
-        # Readiness answers now: one immediate retry (a connection the last
-        # Redis restart left stale), then 503.
-        probe = Redis.from_url(
-            settings.redis_url or "",
-            socket_timeout=1,
-            socket_connect_timeout=1,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+        if clients.cluster:
+            log.info("redis: cluster mode (shard channels, per-slot writes)")
         store = TripStore(
-            redis, stream_maxlen=settings.stream_maxlen, ttl_s=settings.trip_ttl_s, probe=probe
+            clients.redis,
+            stream_maxlen=settings.stream_maxlen,
+            ttl_s=settings.trip_ttl_s,
+            probe=clients.probe,
+            max_connections=settings.redis_max_connections,
         )
         service = TrackingService(settings, store, router)
-        fanout = FanOut(redis)
+        fanout = FanOut(clients.redis)
         await fanout.start()
         app.state.service = service
         app.state.fanout = fanout
@@ -123,8 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ticker.stop()
             await fanout.stop()
             await store.close()
-            await redis.aclose()
-            await probe.aclose()
+            await clients.close()
 
     app = FastAPI(
         title="tracking",

@@ -19,6 +19,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -56,9 +57,27 @@ class Endpoint:
 
     def __init__(self, like: Redis) -> None:
         pool = like.connection_pool
-        self.kwargs = dict(pool.connection_kwargs)
-        self.unix = issubclass(pool.connection_class, UnixDomainSocketConnection)
-        self.tls = issubclass(pool.connection_class, SSLConnection)
+        self._setup(dict(pool.connection_kwargs), pool.connection_class)
+
+    @classmethod
+    def of_node(cls, node: ClusterNode) -> Endpoint:
+        """One node of a Redis Cluster, reached as the cluster client reaches it."""
+        endpoint = cls.__new__(cls)
+        endpoint._setup(
+            {**node.connection_kwargs, "host": node.host, "port": node.port},
+            node.connection_class,
+        )
+        return endpoint
+
+    @property
+    def address(self) -> str:
+        k = self.kwargs
+        return k["path"] if self.unix else f"{k.get('host', 'localhost')}:{k.get('port', 6379)}"
+
+    def _setup(self, kwargs: dict[str, Any], connection_class: type) -> None:
+        self.kwargs = kwargs
+        self.unix = issubclass(connection_class, UnixDomainSocketConnection)
+        self.tls = issubclass(connection_class, SSLConnection)
         self.timeout_s: float = self.kwargs.get("socket_timeout") or 5.0
         self.connect_timeout_s: float = self.kwargs.get("socket_connect_timeout") or 5.0
         self.retry: Retry = self.kwargs.get("retry") or Retry(NoBackoff(), 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,6 +12,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, MasterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -21,6 +24,7 @@ from tracking.core.messages import TripEvent
 from tracking.core.state import TripState
 from tracking.store import keys
 from tracking.store.batcher import ScriptBatcher
+from tracking.store.cluster import ClusterWriter
 
 _WRITE_LUA = resources.files("tracking.store").joinpath("lua/write.lua").read_text()
 _LEARN_PACE_LUA = """
@@ -50,6 +54,16 @@ GEO_EARTH_RADIUS_M = 6372797.560856
 """The radius Redis measures GEO distances with."""
 PIPELINE_CHUNK = 500
 
+UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    # A Redis Cluster between a node's loss and its replica's promotion.
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -63,9 +77,13 @@ def redis_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        gate = cast("TripStore", args[0]).gate
         try:
-            return await method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if gate is None:
+                return await method(*args, **kwargs)
+            async with gate:
+                return await method(*args, **kwargs)
+        except UNREACHABLE as exc:
             raise Unavailable(f"redis unreachable: {exc}") from exc
 
     return wrapper
@@ -100,22 +118,46 @@ def trail_entry(lon: float, lat: float, ts: int, seq: int) -> str:
 
 
 class TripStore:
-    """Redis access for trips and drivers. All keys are hash-tagged by id."""
+    """Redis access for trips and drivers. All keys are hash-tagged by id.
+
+    `redis` is a client of one Redis, or of a Redis Cluster: there a write
+    goes in per-slot parts (`store/cluster.py`) and events on shard channels.
+    """
 
     def __init__(
-        self, redis: Redis, *, stream_maxlen: int, ttl_s: int, probe: Redis | None = None
+        self,
+        redis: Redis | RedisCluster,
+        *,
+        stream_maxlen: int,
+        ttl_s: int,
+        probe: Redis | RedisCluster | None = None,
+        max_connections: int = 64,
     ) -> None:
-        """`probe`, if given, is a client without retries, for readiness checks."""
+        """`probe`, if given, is a client without retries, for readiness checks.
+
+        `max_connections`: a cluster client fails a command past its
+        connections per node where a single-Redis pool makes it wait, so on
+        a Cluster the store's calls wait here instead (a write may hold up to
+        four connections at once).
+        """
         self.redis = redis
         self.probe = probe or redis
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
-        self._writes = ScriptBatcher(redis, _WRITE_LUA)
+        self.cluster: ClusterWriter | None = None
+        self._writes: ScriptBatcher | None = None
+        self.gate: asyncio.Semaphore | None = None
+        if isinstance(redis, RedisCluster):
+            self.gate = asyncio.Semaphore(max(1, max_connections // 4))
+            self.cluster = ClusterWriter(redis, stream_maxlen=stream_maxlen, ttl_s=ttl_s)
+        else:
+            self._writes = ScriptBatcher(redis, _WRITE_LUA)
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
         self._prune_positions = redis.register_script(_PRUNE_POSITIONS_LUA)
 
     async def close(self) -> None:
-        await self._writes.close()
+        if self._writes is not None:
+            await self._writes.close()
 
     @redis_call
     async def ping(self) -> None:
@@ -126,6 +168,9 @@ class TripStore:
     async def write(self, w: Write) -> bool:
         """Store `w` atomically. False on a compare-and-set conflict (nothing stored): the
         trip's rev moved, or the driver has stored `first_seq` already."""
+        if self.cluster is not None:
+            return await self.cluster.write(w)
+        assert self._writes is not None
         trip, driver = w.trip, w.driver
         trip_id = trip.id if trip else ""
         driver_id = driver.id if driver else ""
@@ -282,7 +327,10 @@ class TripStore:
 
     @redis_call
     async def clear_deadline(self, trip_id: str) -> None:
-        await self.redis.zrem(keys.DEADLINES_KEY, trip_id)
+        if self.cluster is not None:
+            await self.cluster.clear_deadline(trip_id)
+        else:
+            await self.redis.zrem(keys.DEADLINES_KEY, trip_id)
 
     @redis_call
     async def nearby(
@@ -380,6 +428,8 @@ class TripStore:
         The GEO index has no per-member expiry; this is its retention.
         Returns how many drivers were forgotten (at most `batch` per call).
         """
+        if self.cluster is not None:
+            return await self.cluster.prune_positions(before_ms, batch)
         removed = await self._prune_positions(
             keys=[keys.SEEN_KEY, keys.GEO_KEY], args=[before_ms, batch]
         )
@@ -397,4 +447,8 @@ class TripStore:
 
     @redis_call
     async def publish_driver(self, driver_id: str, payload: bytes) -> None:
-        await self.redis.publish(keys.driver_channel(driver_id), payload)
+        channel = keys.driver_channel(driver_id)
+        if self.cluster is not None:
+            await self.redis.execute_command("SPUBLISH", channel, payload)
+        else:
+            await self.redis.publish(channel, payload)

@@ -1,0 +1,173 @@
+"""Writes on a Redis Cluster, where one script cannot touch every key a step changes.
+
+On one Redis, `lua/write.lua` stores a step in one atomic script. On a
+Cluster, a trip's keys, a driver's keys and the global indexes (deadlines,
+the GEO index, the seen set) live in different slots, usually on different
+nodes, so a write goes in two rounds:
+
+1. the trip's part (`lua/cluster_trip.lua`), atomic on the trip's slot with
+   the compare-and-set on its rev: this decides whether the write happens.
+   A new deadline earlier than the indexed one is put in the deadlines set in
+   the same round (`ZADD LT`), so that no crash leaves a trip unswept;
+2. then, together: the driver's part (`lua/cluster_driver.lua`, its
+   acknowledged seq never moves back), the trip's exact deadline
+   (`lua/cluster_sched.lua`, the highest trip rev wins), the GEO index, the
+   seen set and the fleet channel.
+
+A driver point with no trip has only the driver's part to decide; the
+indexes follow it. If the second round fails (a node unreachable), the write
+raises: the driver resends, and the trip, which already holds the points
+(its `driver_seq`), does not apply them twice. Every event is published with
+`SPUBLISH` on the trip's shard channel, from inside the trip's script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from tracking.store import keys
+
+SCHED_REVS_KEY = "trk:{sched}:revs"
+"""Hash: trip id -> the trip rev its deadline entry was written for."""
+
+
+def _lua(name: str) -> str:
+    return resources.files("tracking.store").joinpath(f"lua/{name}").read_text()
+
+
+class _Script:
+    """One Lua script run by its SHA, loaded again on the node that lacks it."""
+
+    def __init__(self, redis: RedisCluster, name: str) -> None:
+        self._redis = redis
+        self.source = _lua(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(self, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._redis.evalsha(self.sha, len(keys_), *keys_, *args)
+        except NoScriptError:
+            # A node that restarted or was promoted since: the script did not
+            # run, so loading it and running it again is safe.
+            await self._redis.script_load(self.source)
+            return await self._redis.evalsha(self.sha, len(keys_), *keys_, *args)
+
+
+class ClusterWriter:
+    """Stores a `Write` on a Redis Cluster in two rounds (see the module's docstring)."""
+
+    def __init__(self, redis: RedisCluster, *, stream_maxlen: int, ttl_s: int) -> None:
+        self.redis = redis
+        self.stream_maxlen = stream_maxlen
+        self.ttl_s = ttl_s
+        self._trip = _Script(redis, "cluster_trip.lua")
+        self._driver = _Script(redis, "cluster_driver.lua")
+        self._sched = _Script(redis, "cluster_sched.lua")
+        self._forget_silent = _Script(redis, "cluster_forget.lua")
+
+    async def write(self, w: Any) -> bool:
+        """`w` is a `trips.Write`; False on a compare-and-set conflict (nothing stored)."""
+        trip, driver = w.trip, w.driver
+        if trip is not None:
+            trip.rev = w.expected_rev + 1
+            first: list[Awaitable[Any]] = [self._trip_part(w)]
+            if w.deadline_ms is not None:
+                first.append(self.redis.zadd(keys.DEADLINES_KEY, {trip.id: w.deadline_ms}, lt=True))
+            result = (await asyncio.gather(*first))[0]
+            if result[0] != 1:
+                trip.rev = w.expected_rev
+                return False
+            later: list[Awaitable[Any]] = [
+                self._sched(
+                    keys_=[keys.DEADLINES_KEY, SCHED_REVS_KEY],
+                    args=[trip.id, trip.rev, "" if w.deadline_ms is None else w.deadline_ms],
+                )
+            ]
+            if driver is not None:
+                later.append(self._driver_part(w, check_first_seq=False))
+            later += self._index_updates(w)
+            await asyncio.gather(*later)
+            return True
+        if driver is not None:
+            written = await self._driver_part(w, check_first_seq=True)
+            if written == -1:
+                return False
+            if written == 1:
+                await asyncio.gather(*self._index_updates(w))
+        return True
+
+    async def _trip_part(self, w: Any) -> Any:
+        trip = w.trip
+        args: list[Any] = [
+            str(w.expected_rev),
+            trip.state_json(),
+            trip.route_json() if w.route_changed else "",
+            self.stream_maxlen,
+            keys.trip_channel(trip.id),
+            self.ttl_s,
+            len(w.events),
+            len(w.trail),
+        ]
+        for event in w.events:
+            args += (event["seq"], _encode(event))
+        args += w.trail
+        return await self._trip(
+            [keys.trip(trip.id), keys.events(trip.id), keys.trail(trip.id)], args
+        )
+
+    async def _driver_part(self, w: Any, *, check_first_seq: bool) -> int:
+        driver = w.driver
+        return int(
+            await self._driver(
+                [keys.driver(driver.id)],
+                [
+                    driver.to_json(),
+                    driver.last_seq,
+                    self.ttl_s,
+                    w.first_seq if check_first_seq else 0,
+                ],
+            )
+        )
+
+    def _index_updates(self, w: Any) -> list[Awaitable[Any]]:
+        """The driver's position, its sign of life and the fleet update: global keys."""
+        out: list[Awaitable[Any]] = []
+        driver = w.driver
+        fix = driver.fix if driver is not None else None
+        if driver is not None and w.seen_ms is not None:
+            out.append(self.redis.zadd(keys.SEEN_KEY, {driver.id: w.seen_ms}))
+        if fix is not None:
+            out.append(self.redis.geoadd(keys.GEO_KEY, (fix["lon"], fix["lat"], driver.id)))
+        if w.fleet and (driver is None or fix is not None):
+            out.append(self.redis.execute_command("SPUBLISH", keys.FLEET_CHANNEL, w.fleet))
+        return out
+
+    async def clear_deadline(self, trip_id: str) -> None:
+        await asyncio.gather(
+            self.redis.zrem(keys.DEADLINES_KEY, trip_id),
+            self.redis.hdel(SCHED_REVS_KEY, trip_id),
+        )
+
+    async def prune_positions(self, before_ms: int, batch: int) -> int:
+        """The GEO index and the seen set are in different slots: not one script here.
+
+        A driver whose point lands between the two steps loses its GEO entry
+        until its next point, and stays in the seen set.
+        """
+        old = await self.redis.zrangebyscore(keys.SEEN_KEY, "-inf", before_ms, start=0, num=batch)
+        if not old:
+            return 0
+        await self.redis.zrem(keys.GEO_KEY, *old)
+        return int(await self._forget_silent([keys.SEEN_KEY], [before_ms, *old]))
+
+
+def _encode(event: Any) -> bytes:
+    return orjson.dumps(event)
