@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from tests.integration.client import Api
-from tests.integration.redis_cluster import LocalCluster
 from tracking.api.auth import issue_token
 from tracking.store.embedded import EmbeddedRedis, free_port, stop_process
+from tracking.store.embedded_cluster import LocalCluster
 
 SECRET = "test-secret-" + os.urandom(24).hex()
 ROOT = Path(__file__).resolve().parents[2]

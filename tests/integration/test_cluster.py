@@ -19,6 +19,7 @@ import orjson
 import pytest
 from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.client import (
@@ -32,7 +33,6 @@ from tests.integration.client import (
     trip_ws,
 )
 from tests.integration.conftest import Gateway, token
-from tests.integration.redis_cluster import SLOTS, LocalCluster
 from tests.integration.test_channel import (
     SseStream,
     assert_consecutive,
@@ -44,6 +44,7 @@ from tests.integration.test_channel import (
 )
 from tests.integration.test_lifecycle import drive_leg
 from tracking.store import keys
+from tracking.store.embedded_cluster import SLOTS, LocalCluster
 
 Frame = dict[str, Any]
 RIDE = ["arrived_pickup", "in_progress", "arrived_dropoff", "completed"]
@@ -389,3 +390,89 @@ def test_gateway_seeded_with_one_node_serves_trips_on_every_node(
             assert node.execute_command("EXISTS", keys.trip(trip_id)) == 1
     for gw in (gateway_a, gateway_b):
         assert_clean(gw)
+
+
+# --- failover ------------------------------------------------------------------------
+
+
+async def send_until_acked(drv: ClientConnection, frame: str, seq: int) -> int:
+    """Send `frame` until it is acked; returns how many `unavailable` errors came first.
+
+    While a failover is under way a write may find no master for its slot:
+    the driver app resends, as the protocol says (bounded here).
+    """
+    errors = 0
+    for _ in range(50):
+        await drv.send(frame)
+        reply, _ = await recv_until(
+            drv, lambda f: (f["type"] == "ack" and f["seq"] >= seq) or f["type"] == "error"
+        )
+        if reply["type"] == "ack":
+            return errors
+        assert reply["code"] == "unavailable", reply
+        errors += 1
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"fix {seq} never acked")
+
+
+@pytest.mark.timeout(120)
+def test_a_master_lost_mid_trip_fails_over_and_driver_and_rider_carry_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Three masters with a replica each. The master holding the trip is killed mid-trip.
+
+    Its replica takes over; the driver on A keeps its trip, and the rider on
+    B, whose shard subscription lived on the lost master, keeps receiving:
+    every event once, in order. (Writes are acknowledged before they reach
+    the replica: the test waits for replication before the kill, since a
+    failover may lose the last writes; docs/deploy.md says so.)
+    """
+    with LocalCluster(replicas=1) as cluster:
+        masters = sorted({port for _, _, port in cluster.slot_ranges()})
+        victim = masters[1]
+        trip_id = id_on(cluster, "t-failover", victim, keys.trip)
+        driver = id_on(cluster, "d-failover", masters[0], keys.driver)
+        gw_a = Gateway(
+            cluster.urls[cluster.ports.index(masters[0])], {}, tmp_path_factory.mktemp("a")
+        )
+        gw_b = Gateway(
+            cluster.urls[cluster.ports.index(masters[2])], {}, tmp_path_factory.mktemp("b")
+        )
+        try:
+            trip = Api(gw_a.base, token("ops")).create_trip(id=trip_id, driver_id=driver)
+            ts0 = now_ms() - 600_000
+
+            async def scenario() -> tuple[list[Frame], int, int, int]:
+                async with (
+                    driver_ws(gw_a.ws_base, token("driver", driver)) as drv,
+                    trip_ws(gw_b.ws_base, trip_id, trip["rider_token"]) as rider,
+                ):
+                    snapshot = await recv_json(rider)
+                    assert snapshot["type"] == "snapshot"
+                    for seq in range(1, 4):
+                        await send_acked(drv, single(seq, ts0), seq)
+                    upto = (await fetch_trip(gw_a.base, trip_id))["seq"]
+                    events = await events_until(rider, upto)
+                    with cluster.node(victim) as node:
+                        assert node.execute_command("WAIT", 1, 5000) == 1
+                    cluster.kill(victim)
+                    promoted = await asyncio.to_thread(cluster.current_owner, keys.trip(trip_id))
+                    errors = 0
+                    for seq in range(4, 9):
+                        errors += await send_until_acked(drv, single(seq, ts0), seq)
+                    upto = (await fetch_trip(gw_a.base, trip_id))["seq"]
+                    events += await events_until(rider, upto, timeout_s=30)
+                return [snapshot, *events], promoted, errors, upto
+
+            frames, promoted, errors, upto = asyncio.run(scenario())
+        finally:
+            gw_a.stop()
+            gw_b.stop()
+    snapshot, events = frames[0], frames[1:]
+    assert promoted != victim
+    assert_consecutive(events, snapshot["trip"]["seq"])
+    assert events[-1]["seq"] == upto
+    assert sum(e["type"] == "position" for e in events) == 8  # fixes 1..8, each once
+    assert errors <= 10, errors
+    for gw in (gw_a, gw_b):
+        assert not gw.problems(), gw.problems()

@@ -21,7 +21,6 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from tests.integration.client import DRIVER_START, DROPOFF, PICKUP
-from tests.integration.redis_cluster import LocalCluster, redis_cli_binary
 from tracking.core import trip as core
 from tracking.core.driver import DriverState
 from tracking.core.errors import Unavailable
@@ -31,6 +30,7 @@ from tracking.service import TrackingService, now_ms
 from tracking.settings import Settings
 from tracking.store import keys
 from tracking.store.cluster import SCHED_REVS_KEY
+from tracking.store.embedded_cluster import LocalCluster, redis_cli_binary
 from tracking.store.fanout import FanOut
 from tracking.store.trips import TripStore, Write
 

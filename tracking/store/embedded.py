@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # A server killed by SIGTERM/SIGKILL never reaches its cleanup; the
     # kernel then stops the embedded redis-server for it (Linux only).
     import ctypes
@@ -107,7 +107,7 @@ class EmbeddedRedis:
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

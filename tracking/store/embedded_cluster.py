@@ -1,9 +1,9 @@
-"""A real three-master Redis Cluster on loopback, for the integration tests.
+"""A real Redis Cluster on loopback, for the tests and the benchmarks.
 
-Three `redis-server` processes in cluster mode (no replicas) on free ports,
-joined by `redis-cli --cluster create`. Every wait is bounded, and on exit
-(or on a failure halfway through starting) every process is stopped and
-the data directory removed.
+`redis-server` processes in cluster mode (three masters, optionally a
+replica each) on free ports, joined by `redis-cli --cluster create`. Every
+wait is bounded, and on exit (or on a failure halfway through starting)
+every process is stopped and the data directory removed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import IO, Any
 import redis
 from redis.crc import key_slot
 
-from tracking.store.embedded import _die_with_parent, free_port, redis_server_binary, stop_process
+from tracking.store.embedded import die_with_parent, free_port, redis_server_binary, stop_process
 
 SLOTS = 16384
 BUS_PORT_OFFSET = 10_000
@@ -75,8 +75,9 @@ class LocalCluster:
         dir: The temporary directory of the nodes' files (nodes-<port>.conf, logs).
     """
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         self.masters = masters
+        self.replicas = replicas
         self.ports: list[int] = []
         self.dir = tempfile.mkdtemp(prefix="tracking-cluster-")
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -118,7 +119,7 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         try:
             taken: set[int] = set()
-            for _ in range(self.masters):
+            for _ in range(self.masters * (1 + self.replicas)):
                 port = self._start_node(taken)
                 taken |= {port, port + BUS_PORT_OFFSET}
             self._create()
@@ -165,13 +166,14 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
             self._procs.append(proc)
             if self._answers(proc, port):
                 self.ports.append(port)
                 return port
             stop_process(proc, STOP_TIMEOUT_S)
+            self._procs.remove(proc)  # `_procs` stays in step with `ports`
             failures.append(f"port {port}: {_tail(log_path)}")
         raise RuntimeError("redis-server did not start in cluster mode:\n" + "\n".join(failures))
 
@@ -193,7 +195,7 @@ class LocalCluster:
         args = [
             redis_cli_binary(),
             "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
-            "--cluster-replicas", "0",
+            "--cluster-replicas", str(self.replicas),
             "--cluster-yes",
         ]  # fmt: skip
         try:
@@ -219,7 +221,7 @@ class LocalCluster:
                 ready = all(
                     info.get("cluster_state") == "ok"
                     and info.get("cluster_slots_assigned") == str(SLOTS)
-                    and info.get("cluster_known_nodes") == str(self.masters)
+                    and info.get("cluster_known_nodes") == str(len(self.ports))
                     and info.get("cluster_size") == str(self.masters)
                     for info in infos
                 )
@@ -237,6 +239,39 @@ class LocalCluster:
         info = dict(line.split(":", 1) for line in raw_info.splitlines() if ":" in line)
         ranges = sorted((int(entry[0]), int(entry[1]), int(entry[2][1])) for entry in slots)
         return info, ranges
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on `port`: it vanishes mid-work, as a lost machine would."""
+        proc = self._procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+
+    def current_owner(self, key: str, timeout_s: float = 20.0) -> int:
+        """The port of the master serving `key`'s slot now, as the live nodes agree
+        (after a failover: once the replica has taken over)."""
+        slot = self.slot(key)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            owners: set[int | None] = set()
+            for port, proc in zip(self.ports, self._procs, strict=True):
+                if proc.poll() is not None:
+                    continue
+                try:
+                    with self.node(port) as client:
+                        ranges = client.execute_command("CLUSTER", "SLOTS")
+                        state = client.execute_command("CLUSTER", "INFO")
+                except redis.RedisError:
+                    owners.add(None)
+                    continue
+                if "cluster_state:ok" not in state:
+                    owners.add(None)
+                    continue
+                owners |= {int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1])}
+            live = {p for p, pr in zip(self.ports, self._procs, strict=True) if pr.poll() is None}
+            if len(owners) == 1 and (owner := owners.pop()) in live:
+                return owner
+            time.sleep(0.1)
+        raise RuntimeError(f"the live nodes did not agree on slot {slot}'s master in {timeout_s} s")
 
     def __enter__(self) -> LocalCluster:
         return self.start()
