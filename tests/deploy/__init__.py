@@ -1,0 +1,1 @@
+"""Deployment checks: the kustomize manifests of k8s/ and the Dockerfile, offline."""
