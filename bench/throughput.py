@@ -51,6 +51,7 @@ from bench.peers import socketio_peer  # noqa: E402
 from tracking.api.auth import issue_token  # noqa: E402
 from tracking.routing import default_map_path, load_router  # noqa: E402
 from tracking.store.embedded import EmbeddedRedis, free_port, stop_process  # noqa: E402
+from tracking.store.embedded_cluster import LocalCluster  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PICKUP = (24.9384, 60.1699)
@@ -114,8 +115,11 @@ def start_sio(n_trips: int, stack: ExitStack) -> Server:
     )
 
 
-def start_ours(n_trips: int, stack: ExitStack, workers: int) -> Server:
-    redis = stack.enter_context(EmbeddedRedis())
+def start_ours(n_trips: int, stack: ExitStack, workers: int, cluster: bool = False) -> Server:
+    """Our gateway on one embedded Redis, or (`cluster`) on a local three-master Redis Cluster."""
+    redis: EmbeddedRedis | LocalCluster = stack.enter_context(
+        LocalCluster() if cluster else EmbeddedRedis()
+    )
     port = free_port()
     secret = secrets.token_hex(24)
     env = {
@@ -136,7 +140,7 @@ def start_ours(n_trips: int, stack: ExitStack, workers: int) -> Server:
     _wait_ready(base, proc)
     gateway = psutil.Process(proc.pid)
     print(f"gateway pid {proc.pid} on port {port}", flush=True)
-    procs = [gateway, *gateway.children(recursive=True), psutil.Process(redis.proc.pid)]
+    procs = [gateway, *gateway.children(recursive=True), *map(psutil.Process, redis.pids)]
     ops = issue_token(secret, "ops", "ops", ttl_s=3600)
     routes, riders = _create_trips(base, ops, secret, n_trips)
     ws = f"ws://127.0.0.1:{port}"
@@ -219,6 +223,8 @@ def run_target(target: str, sc: Scenario, workers: int) -> dict[str, Any]:
             server = start_raw(sc.drivers, stack)
         elif target == "sio":
             server = start_sio(sc.drivers, stack)
+        elif target == "cluster":
+            server = start_ours(sc.drivers, stack, workers, cluster=True)
         else:
             server = start_ours(sc.drivers, stack, workers)
         trips = sorted(server.routes)
@@ -418,7 +424,11 @@ SCENARIOS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--targets", default="raw,ours,sio")
+    parser.add_argument(
+        "--targets",
+        default="raw,ours,sio",
+        help="comma-separated: raw, ours, sio, cluster (ours on a local 3-master Redis Cluster)",
+    )
     parser.add_argument("--drivers", type=int)
     parser.add_argument("--riders", type=int, help="riders per trip")
     parser.add_argument("--window", type=int)

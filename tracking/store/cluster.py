@@ -24,16 +24,16 @@ raises: the driver resends, and the trip, which already holds the points
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from tracking.store import keys
+from tracking.store.batcher import BatchedScript
+from tracking.store.cluster_pipe import ClusterPipe
 
 SCHED_REVS_KEY = "trk:{sched}:revs"
 """Hash: trip id -> the trip rev its deadline entry was written for."""
@@ -44,21 +44,14 @@ def _lua(name: str) -> str:
 
 
 class _Script:
-    """One Lua script run by its SHA, loaded again on the node that lacks it."""
+    """One of the Lua scripts, run on its keys' master (batched, see `cluster_pipe.py`)."""
 
-    def __init__(self, redis: RedisCluster, name: str) -> None:
-        self._redis = redis
-        self.source = _lua(name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+    def __init__(self, pipe: ClusterPipe, name: str) -> None:
+        self._pipe = pipe
+        self._script = BatchedScript(_lua(name))
 
     async def __call__(self, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await self._redis.evalsha(self.sha, len(keys_), *keys_, *args)
-        except NoScriptError:
-            # A node that restarted or was promoted since: the script did not
-            # run, so loading it and running it again is safe.
-            await self._redis.script_load(self.source)
-            return await self._redis.evalsha(self.sha, len(keys_), *keys_, *args)
+        return await self._pipe.script(self._script, keys_, args)
 
 
 class ClusterWriter:
@@ -68,10 +61,18 @@ class ClusterWriter:
         self.redis = redis
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
-        self._trip = _Script(redis, "cluster_trip.lua")
-        self._driver = _Script(redis, "cluster_driver.lua")
-        self._sched = _Script(redis, "cluster_sched.lua")
-        self._forget_silent = _Script(redis, "cluster_forget.lua")
+        self._pipe = pipe = ClusterPipe(redis)
+        self._trip = _Script(pipe, "cluster_trip.lua")
+        self._driver = _Script(pipe, "cluster_driver.lua")
+        self._sched = _Script(pipe, "cluster_sched.lua")
+        self._forget_silent = _Script(pipe, "cluster_forget.lua")
+
+    async def close(self) -> None:
+        await self._pipe.close()
+
+    async def call(self, key: str, command: Sequence[Any]) -> Any:
+        """One command on `key`'s master, batched with the tick's others."""
+        return await self._pipe.call(key, command)
 
     async def write(self, w: Any) -> bool:
         """`w` is a `trips.Write`; False on a compare-and-set conflict (nothing stored)."""
@@ -80,7 +81,10 @@ class ClusterWriter:
             trip.rev = w.expected_rev + 1
             first: list[Awaitable[Any]] = [self._trip_part(w)]
             if w.deadline_ms is not None:
-                first.append(self.redis.zadd(keys.DEADLINES_KEY, {trip.id: w.deadline_ms}, lt=True))
+                deadlines = keys.DEADLINES_KEY
+                first.append(
+                    self._pipe.call(deadlines, ("ZADD", deadlines, "LT", w.deadline_ms, trip.id))
+                )
             result = (await asyncio.gather(*first))[0]
             if result[0] != 1:
                 trip.rev = w.expected_rev
@@ -142,12 +146,13 @@ class ClusterWriter:
         out: list[Awaitable[Any]] = []
         driver = w.driver
         fix = driver.fix if driver is not None else None
+        pipe, seen, geo, fleet = self._pipe, keys.SEEN_KEY, keys.GEO_KEY, keys.FLEET_CHANNEL
         if driver is not None and w.seen_ms is not None:
-            out.append(self.redis.zadd(keys.SEEN_KEY, {driver.id: w.seen_ms}))
+            out.append(pipe.call(seen, ("ZADD", seen, w.seen_ms, driver.id)))
         if fix is not None:
-            out.append(self.redis.geoadd(keys.GEO_KEY, (fix["lon"], fix["lat"], driver.id)))
+            out.append(pipe.call(geo, ("GEOADD", geo, fix["lon"], fix["lat"], driver.id)))
         if w.fleet and (driver is None or fix is not None):
-            out.append(self.redis.execute_command("SPUBLISH", keys.FLEET_CHANNEL, w.fleet))
+            out.append(pipe.call(fleet, ("SPUBLISH", fleet, w.fleet)))
         return out
 
     async def clear_deadline(self, trip_id: str) -> None:

@@ -91,6 +91,11 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pids(self) -> list[int]:
+        """The server's process id, once started (for measuring it)."""
+        return [] if self.proc is None else [self.proc.pid]
+
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         args = [
             redis_server_binary(),

@@ -90,6 +90,11 @@ class LocalCluster:
         return self.urls[0]
 
     @property
+    def pids(self) -> list[int]:
+        """The nodes' process ids (for measuring them)."""
+        return [proc.pid for proc in self._procs]
+
+    @property
     def urls(self) -> list[str]:
         return [f"redis://127.0.0.1:{port}/0" for port in self.ports]
 

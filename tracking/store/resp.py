@@ -138,8 +138,8 @@ class RespConnection:
     takes longer than the socket timeout.
     """
 
-    def __init__(self, like: Redis) -> None:
-        self._endpoint = Endpoint(like)
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._parser = hiredis.Reader()

@@ -158,6 +158,8 @@ class TripStore:
     async def close(self) -> None:
         if self._writes is not None:
             await self._writes.close()
+        if self.cluster is not None:
+            await self.cluster.close()
 
     @redis_call
     async def ping(self) -> None:
@@ -222,22 +224,22 @@ class TripStore:
 
     @redis_call
     async def load_trip(self, trip_id: str) -> TripState | None:
-        raw = cast(
-            "list[bytes | None]",
-            await self.redis.hmget(keys.trip(trip_id), ["rev", "state", "route"]),
-        )
+        raw = await self._hmget(keys.trip(trip_id), "rev", "state", "route")
         if raw[0] is None or raw[1] is None or raw[2] is None:
             return None
         state = TripState.from_json(raw[1], raw[2])
         state.rev = int(raw[0])
         return state
 
+    async def _hmget(self, key: str, *fields: str) -> list[bytes | None]:
+        """HMGET; on a Cluster batched with the tick's other commands on the key's master."""
+        if self.cluster is not None:
+            return cast("list[bytes | None]", await self.cluster.call(key, ("HMGET", key, *fields)))
+        return cast("list[bytes | None]", await self.redis.hmget(key, list(fields)))
+
     @redis_call
     async def load_driver(self, driver_id: str) -> DriverState:
-        fields = cast(
-            "list[bytes | None]", await self.redis.hmget(keys.driver(driver_id), ["state", "trip"])
-        )
-        state, trip = fields
+        state, trip = await self._hmget(keys.driver(driver_id), "state", "trip")
         trip_id = trip.decode() if trip else None
         if state is None:
             return DriverState(driver_id, trip_id=trip_id)
@@ -279,15 +281,23 @@ class TripStore:
         """Stored events with seq in (since, last_seq], or None if some are no longer held."""
         if since >= last_seq:
             return []
-        entries = cast(
-            "list[tuple[bytes, dict[bytes, bytes]]]",
-            await self.redis.xrange(keys.events(trip_id), f"{since + 1}-0", f"{last_seq}-0"),
-        )
+        first, last = f"{since + 1}-0", f"{last_seq}-0"
+        if self.cluster is not None:
+            key = keys.events(trip_id)
+            # Raw replies: [id, [field, value]] per entry; the field is `e` only.
+            raw = await self.cluster.call(key, ("XRANGE", key, first, last))
+            entries = [(entry_id, fields[1]) for entry_id, fields in raw]
+        else:
+            parsed = cast(
+                "list[tuple[bytes, dict[bytes, bytes]]]",
+                await self.redis.xrange(keys.events(trip_id), first, last),
+            )
+            entries = [(entry_id, fields[b"e"]) for entry_id, fields in parsed]
         if not entries or int(entries[0][0].split(b"-")[0]) != since + 1:
             return None
         if len(entries) != last_seq - since:
             return None
-        return [fields[b"e"] for _, fields in entries]
+        return [payload for _, payload in entries]
 
     @redis_call
     async def stored_seqs(self, trip_ids: Sequence[str]) -> dict[str, int | None]:
@@ -296,11 +306,23 @@ class TripStore:
         out: dict[str, int | None] = {}
         for start in range(0, len(trip_ids), PIPELINE_CHUNK):
             chunk = trip_ids[start : start + PIPELINE_CHUNK]
-            async with self.redis.pipeline(transaction=False) as pipe:
+            if self.cluster is not None:
+                # Every gateway's heartbeat check, each tick: batched per node,
+                # like the writes, not through redis-py's cluster pipeline.
+                calls = []
                 for trip_id in chunk:
-                    pipe.exists(keys.trip(trip_id))
-                    pipe.xrevrange(keys.events(trip_id), count=1)
-                replies = await pipe.execute()
+                    trip_key, events = keys.trip(trip_id), keys.events(trip_id)
+                    calls.append(self.cluster.call(trip_key, ("EXISTS", trip_key)))
+                    calls.append(
+                        self.cluster.call(events, ("XREVRANGE", events, "+", "-", "COUNT", 1))
+                    )
+                replies = await asyncio.gather(*calls)
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for trip_id in chunk:
+                        pipe.exists(keys.trip(trip_id))
+                        pipe.xrevrange(keys.events(trip_id), count=1)
+                    replies = await pipe.execute()
             for i, trip_id in enumerate(chunk):
                 exists, newest = replies[2 * i], replies[2 * i + 1]
                 out[trip_id] = (
