@@ -57,11 +57,13 @@ class _Script:
 class ClusterWriter:
     """Stores a `Write` on a Redis Cluster in two rounds (see the module's docstring)."""
 
-    def __init__(self, redis: RedisCluster, *, stream_maxlen: int, ttl_s: int) -> None:
+    def __init__(
+        self, redis: RedisCluster, *, stream_maxlen: int, ttl_s: int, slow_path_limit: int = 16
+    ) -> None:
         self.redis = redis
         self.stream_maxlen = stream_maxlen
         self.ttl_s = ttl_s
-        self._pipe = pipe = ClusterPipe(redis)
+        self._pipe = pipe = ClusterPipe(redis, slow_path_limit)
         self._trip = _Script(pipe, "cluster_trip.lua")
         self._driver = _Script(pipe, "cluster_driver.lua")
         self._sched = _Script(pipe, "cluster_sched.lua")

@@ -17,6 +17,7 @@ a duplicate fleet update that loses to the newer by `ts`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,9 +39,12 @@ REDIRECTS = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONL
 class ClusterPipe:
     """Commands routed to their key's master, batched per node."""
 
-    def __init__(self, cluster: RedisCluster) -> None:
+    def __init__(self, cluster: RedisCluster, slow_path_limit: int = 16) -> None:
+        """`slow_path_limit`: commands at once through redis-py's client, whose
+        connections per node run out (MaxConnectionsError) where a pool would wait."""
         self._cluster = cluster
         self._batchers: dict[str, Batcher] = {}
+        self._slow_path = asyncio.Semaphore(slow_path_limit)
 
     async def call(self, key: str, command: Sequence[Any]) -> Any:
         """`command` (which touches `key`'s slot only) run on the slot's master."""
@@ -53,7 +57,8 @@ class ClusterPipe:
                     raise
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass
-        return await self._cluster.execute_command(*command)
+        async with self._slow_path:
+            return await self._cluster.execute_command(*command)
 
     async def script(self, script: BatchedScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """`script` run with `keys` (one slot) on their master."""
@@ -66,12 +71,13 @@ class ClusterPipe:
                     raise
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass
-        try:
-            return await self._cluster.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # The call did not run: load the script on every master, run it again.
-            await self._cluster.script_load(script.source)
-            return await self._cluster.evalsha(script.sha, len(keys), *keys, *args)
+        async with self._slow_path:
+            try:
+                return await self._cluster.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # The call did not run: load the script on every master, run it again.
+                await self._cluster.script_load(script.source)
+                return await self._cluster.evalsha(script.sha, len(keys), *keys, *args)
 
     def _batcher(self, key: str) -> Batcher | None:
         """The batcher of the master serving `key`'s slot, by redis-py's slot map."""

@@ -72,12 +72,22 @@ def redis_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Redis unreachable (after the client's retries) is `Unavailable`, as every caller expects.
 
     Callers then answer 503 or an `unavailable` error frame instead of
-    failing with an unexpected exception.
+    failing with an unexpected exception. On a Cluster the call also waits
+    for the store's gate (see `TripStore.__init__`).
     """
+    return _redis_call(method, gated=True)
 
+
+def batched_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`redis_call` for the hot paths that go through the batchers: on a Cluster
+    they hold no pooled connection (bar a redirect), so they pass no gate."""
+    return _redis_call(method, gated=False)
+
+
+def _redis_call(method: Callable[P, Awaitable[R]], *, gated: bool) -> Callable[P, Awaitable[R]]:
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        gate = cast("TripStore", args[0]).gate
+        gate = cast("TripStore", args[0]).gate if gated else None
         try:
             if gate is None:
                 return await method(*args, **kwargs)
@@ -136,9 +146,10 @@ class TripStore:
         """`probe`, if given, is a client without retries, for readiness checks.
 
         `max_connections`: a cluster client fails a command past its
-        connections per node where a single-Redis pool makes it wait, so on
-        a Cluster the store's calls wait here instead (a write may hold up to
-        four connections at once).
+        connections per node where a single-Redis pool makes it wait. So on a
+        Cluster, the calls that use redis-py's client wait at a gate of a
+        quarter of them, and the batched hot paths' fallbacks at another
+        (`cluster_pipe.py`): together at most half the connections per node.
         """
         self.redis = redis
         self.probe = probe or redis
@@ -148,8 +159,11 @@ class TripStore:
         self._writes: ScriptBatcher | None = None
         self.gate: asyncio.Semaphore | None = None
         if isinstance(redis, RedisCluster):
-            self.gate = asyncio.Semaphore(max(1, max_connections // 4))
-            self.cluster = ClusterWriter(redis, stream_maxlen=stream_maxlen, ttl_s=ttl_s)
+            limit = max(1, max_connections // 4)
+            self.gate = asyncio.Semaphore(limit)
+            self.cluster = ClusterWriter(
+                redis, stream_maxlen=stream_maxlen, ttl_s=ttl_s, slow_path_limit=limit
+            )
         else:
             self._writes = ScriptBatcher(redis, _WRITE_LUA)
         self._learn_pace = redis.register_script(_LEARN_PACE_LUA)
@@ -166,7 +180,7 @@ class TripStore:
         """Raises Unavailable unless Redis answers now (no retries: readiness must be quick)."""
         await self.probe.ping()
 
-    @redis_call
+    @batched_call
     async def write(self, w: Write) -> bool:
         """Store `w` atomically. False on a compare-and-set conflict (nothing stored): the
         trip's rev moved, or the driver has stored `first_seq` already."""
@@ -222,7 +236,7 @@ class TripStore:
             trip.rev = w.expected_rev
         return False
 
-    @redis_call
+    @batched_call
     async def load_trip(self, trip_id: str) -> TripState | None:
         raw = await self._hmget(keys.trip(trip_id), "rev", "state", "route")
         if raw[0] is None or raw[1] is None or raw[2] is None:
@@ -237,7 +251,7 @@ class TripStore:
             return cast("list[bytes | None]", await self.cluster.call(key, ("HMGET", key, *fields)))
         return cast("list[bytes | None]", await self.redis.hmget(key, list(fields)))
 
-    @redis_call
+    @batched_call
     async def load_driver(self, driver_id: str) -> DriverState:
         state, trip = await self._hmget(keys.driver(driver_id), "state", "trip")
         trip_id = trip.decode() if trip else None
@@ -276,7 +290,7 @@ class TripStore:
             pipe.expire(key, self.ttl_s)
             await pipe.execute()
 
-    @redis_call
+    @batched_call
     async def events_after(self, trip_id: str, since: int, last_seq: int) -> list[bytes] | None:
         """Stored events with seq in (since, last_seq], or None if some are no longer held."""
         if since >= last_seq:
@@ -299,7 +313,7 @@ class TripStore:
             return None
         return [payload for _, payload in entries]
 
-    @redis_call
+    @batched_call
     async def stored_seqs(self, trip_ids: Sequence[str]) -> dict[str, int | None]:
         """Each trip's last event seq (the id of its stream's newest entry; 0 if none),
         read without loading the trips. None for a trip that is gone."""
