@@ -42,7 +42,7 @@ from tests.integration.test_channel import (
     single,
     uid,
 )
-from tests.integration.test_lifecycle import drive_leg
+from tests.integration.test_lifecycle import drive_ride
 from tracking.store import keys
 from tracking.store.embedded_cluster import SLOTS, LocalCluster
 
@@ -243,27 +243,7 @@ def test_full_ride_on_the_cluster_with_sharded_trip_channel(
                 "subscribers": shard_subscribers(cluster, channel),
             }
             current = await fetch_trip(gateway_a.base, trip_id)
-            seq, ts, _ = await drive_leg(
-                drv,
-                current["route"]["coordinates"],
-                1,
-                ts,
-                lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_pickup",
-            )
-            plan = trip["route"]["coordinates"]
-            seq, ts, _ = await drive_leg(
-                drv,
-                plan,
-                seq,
-                ts,
-                lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_dropoff",
-            )
-            end = plan[-1]
-            for _ in range(4):  # dwell at the dropoff until auto-complete (2 s)
-                seq += 1
-                ts += 1000
-                await drv.send(pos(seq, end[0], end[1], ts))
-                await recv_until(drv, lambda f: f["type"] == "ack")
+            await drive_ride(drv, current["route"]["coordinates"], trip["route"]["coordinates"], ts)
         await asyncio.wait_for(asyncio.gather(on_b, on_a), 30)
         return ws_frames, sse_events, pubsub
 

@@ -42,6 +42,29 @@ async def drive_leg(
     return seq, ts, frames
 
 
+async def drive_ride(
+    ws: Any, to_pickup: list[list[float]], plan: list[list[float]], ts: int, seq: int = 1
+) -> tuple[int, int]:
+    """The whole ride: to the pickup, along the plan to the dropoff, then four fixes
+    there, a second apart (auto-complete after TRACKING_DWELL_COMPLETE_S=2).
+
+    Returns the last seq and ts sent.
+    """
+
+    def status_is(status: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda f: f["type"] == "trip" and f["trip"]["status"] == status
+
+    seq, ts, _ = await drive_leg(ws, to_pickup, seq, ts, status_is("arrived_pickup"))
+    seq, ts, _ = await drive_leg(ws, plan, seq, ts, status_is("arrived_dropoff"))
+    end = plan[-1]
+    for _ in range(4):
+        seq += 1
+        ts += 1000
+        await ws.send(pos(seq, end[0], end[1], ts))
+        await recv_until(ws, lambda f: f["type"] == "ack")
+    return seq, ts
+
+
 def test_full_ride_with_rider_on_a_second_gateway(
     gateway: Gateway, start_gateway: Callable[..., Gateway], api: Api
 ) -> None:
@@ -78,27 +101,7 @@ def test_full_ride_with_rider_on_a_second_gateway(
             ).json()
             start = current["route"]["coordinates"][0]
             assert haversine_m(start[0], start[1], *DRIVER_START) < 60
-            seq, ts, _ = await drive_leg(
-                drv,
-                current["route"]["coordinates"],
-                1,
-                ts,
-                lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_pickup",
-            )
-            plan = trip["route"]["coordinates"]
-            seq, ts, _ = await drive_leg(
-                drv,
-                plan,
-                seq,
-                ts,
-                lambda f: f["type"] == "trip" and f["trip"]["status"] == "arrived_dropoff",
-            )
-            end = plan[-1]
-            for _ in range(4):  # dwell at the dropoff until auto-complete (2 s)
-                seq += 1
-                ts += 1000
-                await drv.send(pos(seq, end[0], end[1], ts))
-                await recv_until(drv, lambda f: f["type"] == "ack")
+            await drive_ride(drv, current["route"]["coordinates"], trip["route"]["coordinates"], ts)
         await asyncio.wait_for(watcher, 30)
         return rider_frames
 
