@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 FATAL_CLOSE_CODES = {4401, 4403}
 """A refused token will not get better by retrying."""
+UNAVAILABLE_BACKOFF = Backoff(base_s=0.2, factor=2.0, max_s=5.0)
+"""Replaying after `unavailable` (Redis unreachable, a failover under way):
+soon, then less often while the gateway keeps refusing."""
 
 
 def pos_frame(point: Point) -> str:
@@ -68,6 +71,9 @@ class DriverLink:
         self._flushed = False
         """True once the buffer went out on this connection: the server drops a
         seq at or below one it stored, so older points must never trail newer."""
+        self._refusals = 0
+        """`unavailable` answers in a row (reset by an ack)."""
+        self._replayer: asyncio.Task[None] | None = None
 
     async def submit(self, point: Point) -> None:
         """Send a point just added to the outbox, if we can; it stays buffered otherwise."""
@@ -145,6 +151,10 @@ class DriverLink:
         return True
 
     async def close(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -159,18 +169,41 @@ class DriverLink:
         kind = frame["type"]
         if kind == "ack":
             self.stats.points_acked += self.outbox.ack(frame["seq"])
+            self._refusals = 0
             self._answered.set()
         elif kind == "error":
             self.stats.errors[frame["code"]] += 1
             if "seq" in frame:
                 self.outbox.reject(frame["seq"], frame["code"])
                 self._answered.set()
+            elif frame["code"] == "unavailable":
+                self._refused()
         elif kind == "trip":
             self.on_trip(frame["trip"])
 
+    def _refused(self) -> None:
+        """The gateway could not store a frame, nor will it store anything after it
+        until that is resent (docs/protocol.md): buffer, and replay in a while."""
+        self._refusals += 1
+        self._flushed = False
+        self._answered.set()
+        if self._replayer is None or self._replayer.done():
+            delay = UNAVAILABLE_BACKOFF.delay_s(self._refusals, self.rng)
+            self._replayer = asyncio.create_task(self._replay_after(delay))
+
+    async def _replay_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not self._flushed:
+            await self._flush()
+
     async def _flush(self) -> None:
-        """Replay everything unacked, one batch per ack, then go live."""
+        """Replay everything unacked, one batch per ack, then go live.
+
+        Stops early if the gateway refuses a batch (`unavailable`): the
+        replay that refusal scheduled starts over from the oldest point.
+        """
         sent_through = 0
+        refusals = self._refusals
         while self.in_signal and self._ws is not None:
             batch = [p for p in self.outbox.pending if p.seq > sent_through][:MAX_BATCH]
             if not batch:
@@ -183,12 +216,17 @@ class DriverLink:
                 await self._send_unlocked(batch_frame(batch))
             sent_through = batch[-1].seq
             await self._acked(sent_through)
+            if self._refusals > refusals:
+                return
 
     async def _acked(self, seq: int, timeout_s: float = 10.0) -> None:
         """Wait until every point up to `seq` is acked or rejected (or we lose the socket)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        refusals = self._refusals
         while self._ws is not None and self.outbox.oldest_pending_seq() <= seq:
+            if self._refusals > refusals:
+                return
             self._answered.clear()
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -6,14 +6,17 @@ import asyncio
 import random
 from collections.abc import Callable
 
+import pytest
+
 from driver_sim.device import Outbox
 from driver_sim.link import DriverLink
 from driver_sim.runner import SimOptions, run_fleet
 from driver_sim.shift import ShiftConfig
 from driver_sim.stats import Stats
-from tests.integration.client import DRIVER_START, Api
+from tests.integration.client import DRIVER_START, Api, now_ms
 from tests.integration.conftest import SECRET, Gateway, token
 from tracking.routing import default_map_path
+from tracking.store.embedded import EmbeddedRedis
 
 
 def assert_trail_is_a_run_of_acked_points(trail_seqs: list[int], acked: list[int]) -> None:
@@ -124,3 +127,44 @@ def test_gateway_restart_mid_run_loses_nothing(
     assert outbox.acked_seqs == list(range(1, 51))
     trail = api.get(f"/v1/trips/{trip['id']}/trail").json()
     assert trail["properties"]["seqs"] == list(range(1, 51))
+
+
+def test_redis_outage_gets_unavailable_and_the_app_replays_until_stored(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Redis goes away mid-trip: frames get `unavailable` (no ack), the app buffers and
+    replays after a backoff, and once Redis is back every point is stored once, in order."""
+    data = tmp_path_factory.mktemp("redis-data")
+    redis = EmbeddedRedis(appendonly=True, appendfsync="always", data_dir=str(data)).start()
+    gw = Gateway(redis.url, {}, tmp_path_factory.mktemp("gw-outage"))
+    try:
+        api = Api(gw.base, token("ops"))
+        trip = api.create_trip(driver_id="d-outage")
+        t0 = now_ms() - 600_000
+
+        async def drive(link: DriverLink, outbox: Outbox) -> None:
+            nonlocal redis
+            for i in range(3):
+                await link.submit(_fix(outbox, i, t0))  # type: ignore[arg-type]
+            assert await link.drained(timeout_s=10)
+            redis.stop()
+            for i in range(3, 6):
+                await link.submit(_fix(outbox, i, t0))  # type: ignore[arg-type]
+            # The gateway retries for 3.5–7 s before it answers `unavailable`.
+            for _ in range(300):
+                if link.stats.errors["unavailable"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert link.stats.errors["unavailable"] >= 1
+            assert len(outbox.pending) == 3
+            redis = EmbeddedRedis(
+                redis.port, appendonly=True, appendfsync="always", data_dir=str(data)
+            ).start()
+
+        outbox = asyncio.run(_link_session(gw, "d-outage", drive))
+        assert outbox.acked_seqs == list(range(1, 7))
+        trail = api.get(f"/v1/trips/{trip['id']}/trail").json()
+        assert trail["properties"]["seqs"] == list(range(1, 7))
+    finally:
+        gw.stop()
+        redis.stop()
