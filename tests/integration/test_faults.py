@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from driver_sim.drill import Drill, DrillConfig, DrillReport, ReadyWatch, drive_path
@@ -278,3 +280,31 @@ def test_burst_and_resend_storms_store_every_point_once_in_order(
     for result in results:
         assert result.problems == [], result.problems
         assert result.acks[0][:2] == [500, 1000]
+
+
+def test_with_redis_down_new_sockets_close_with_1013_try_again_later(
+    start_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """A driver, a rider or an ops dashboard that connects while Redis is down cannot get
+    its session or feed: close 1013 (Try Again Later, reconnect after a backoff), not 1011
+    (a server bug)."""
+    redis = EmbeddedRedis().start()
+    try:
+        gw = start_gateway(TRACKING_REDIS_URL=redis.url)
+        trip = Api(gw.base, token("ops")).create_trip(driver_id=uid("d-1013"))
+        redis.stop()
+
+        async def close_code_of(url: str) -> int | None:
+            async with connect(url, open_timeout=10) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 30)
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+        driver = f"{gw.ws_base}/v1/drivers/ws?token={token('driver', uid('d-1013'))}"
+        rider = f"{gw.ws_base}/v1/trips/{trip['id']}/ws?token={trip['rider_token']}"
+        fleet = f"{gw.ws_base}/v1/fleet/ws?bbox=24.9,60.15,24.97,60.18&token={token('ops')}"
+        assert asyncio.run(close_code_of(driver)) == 1013
+        assert asyncio.run(close_code_of(rider)) == 1013
+        assert asyncio.run(close_code_of(fleet)) == 1013
+    finally:
+        redis.stop()

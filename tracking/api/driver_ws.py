@@ -229,14 +229,14 @@ async def driver_stream(ws: WebSocket) -> None:
         who = principal(ws)
         who.require("driver")
         session = await service.open_session(who.sub)
+        conn = DriverConnection(ws, service, session)
+        fanout = ws.app.state.fanout
+        channel = keys.driver_channel(conn.driver_id)
+        await fanout.add(channel, conn.on_trip_message)
     except TrackingError as exc:
         metrics.ERRORS.labels(exc.code).inc()
         await ws.close(close_code(exc), exc.detail[:120])
         return
-    conn = DriverConnection(ws, service, session)
-    fanout = ws.app.state.fanout
-    channel = keys.driver_channel(conn.driver_id)
-    await fanout.add(channel, conn.on_trip_message)
     writer = asyncio.create_task(conn.writer())
     metrics.CONNECTIONS.labels("driver").inc()
     close_with: tuple[int, str] | None = None

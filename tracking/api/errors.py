@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+"""Redis could not be reached to set up the socket's feed: reconnect after a backoff."""
 
 _CLOSE_CODES: dict[type[TrackingError], int] = {
     ValidationFailed: 4400,
@@ -42,6 +44,7 @@ _CLOSE_CODES: dict[type[TrackingError], int] = {
     NotFound: 4404,
     RateLimited: 4429,
     FrameTooLarge: CLOSE_TOO_BIG,
+    Unavailable: CLOSE_TRY_AGAIN_LATER,
 }
 
 # Most specific class first: the first match in the error's MRO wins.

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from tracking.api import metrics
 from tracking.api.auth import principal, requires
-from tracking.api.errors import CLOSE_INTERNAL, close_code
+from tracking.api.errors import CLOSE_TRY_AGAIN_LATER, close_code
 from tracking.api.guard import guarded_socket
 from tracking.api.routes import ERRORS as ERROR_RESPONSES
 from tracking.api.routes import Caller, Service
@@ -78,7 +78,12 @@ class FleetHub:
         async with self._lock:  # the first join and the last leave must not interleave
             self._viewers.add(viewer)
             if len(self._viewers) == 1:
-                await self._fanout.add(keys.FLEET_CHANNEL, self._on_message)
+                try:
+                    await self._fanout.add(keys.FLEET_CHANNEL, self._on_message)
+                except Unavailable:
+                    # Left in, it would make the next viewer skip the subscription.
+                    self._viewers.discard(viewer)
+                    raise
 
     async def leave(self, viewer: FleetConflator) -> None:
         async with self._lock:
@@ -168,10 +173,16 @@ async def fleet_feed(ws: WebSocket) -> None:
         return
     conn = FleetSocket(ws, service, bbox)
     hub = FleetHub.of(ws.app)
+    try:
+        await hub.join(conn.conflator)  # before the snapshot is read: nothing falls between
+    except Unavailable as exc:
+        log.warning("fleet feed: not opened, Redis failed: %s", exc)
+        metrics.ERRORS.labels(exc.code).inc()
+        await ws.close(CLOSE_TRY_AGAIN_LATER, "redis unavailable")
+        return
     metrics.CONNECTIONS.labels("fleet").inc()
     tasks: list[asyncio.Task[None]] = []
     try:
-        await hub.join(conn.conflator)  # before the snapshot is read: nothing falls between
         tasks = [
             asyncio.create_task(conn.read_client()),
             asyncio.create_task(conn.deliver()),
@@ -189,7 +200,7 @@ async def fleet_feed(ws: WebSocket) -> None:
             metrics.ERRORS.labels("unavailable").inc()
             if ws.client_state == WebSocketState.CONNECTED:
                 with contextlib.suppress(Exception):
-                    await ws.close(CLOSE_INTERNAL, "redis unavailable")
+                    await ws.close(CLOSE_TRY_AGAIN_LATER, "redis unavailable")
         elif isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
             raise outcome
 
