@@ -52,7 +52,8 @@ def test_bbox_parses_the_query_parameter_and_includes_its_edges() -> None:
 @pytest.mark.parametrize(
     "text",
     [None, "", "1,2,3", "1,2,3,4,5", "a,b,c,d", "1,2,,4", "nan,0,1,1", "0,0,inf,1",
-     "-181,0,0,1", "0,-91,1,1", "0,0,181,1", "3,0,1,1", "0,3,1,1"],
+     "-181,0,0,1", "0,-91,1,1", "0,0,181,1", "3,0,1,1", "0,3,1,1",
+     "٢٤,60,25,61", "24,60,2_5,61", " 24,60,25,61", "24,60,25,61 ", "+24,60,25,61"],
 )  # fmt: skip
 def test_bbox_query_parameter_rejects_anything_but_a_valid_box(text: str | None) -> None:
     """Missing, short, long, non-numeric, non-finite, out-of-range or swapped: validation_error."""

@@ -8,6 +8,7 @@ equirectangular projection centred on the area is accurate to well under
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from tracking.core.errors import ValidationFailed
 
 EARTH_RADIUS_M = 6_371_008.8
 _DEG = math.pi / 180.0
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|-?\.[0-9]+")
 
 
 def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -100,11 +102,11 @@ class BBox:
         if not text:
             raise ValidationFailed("bbox is required: ?bbox=minLon,minLat,maxLon,maxLat")
         parts = text.split(",")
-        try:
-            numbers = [float(part) for part in parts]
-        except ValueError:
-            raise ValidationFailed(f"bbox {text[:60]!r} is not four numbers") from None
-        return cls.of(numbers)
+        # Python's float() also takes "1_000", " 1 ", "٣" and "infinity": only
+        # plain decimal numbers, as every client writes them, are a box.
+        if not all(_DECIMAL.fullmatch(part) for part in parts):
+            raise ValidationFailed(f"bbox {text[:60]!r} is not four numbers")
+        return cls.of([float(part) for part in parts])
 
 
 class LocalProjection:
