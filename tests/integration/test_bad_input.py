@@ -412,6 +412,8 @@ BAD_REQUESTS = {
     "create_id_with_space": BadRequest("POST", "/v1/trips", _trip_body(id="t 1")),
     "create_id_too_long": BadRequest("POST", "/v1/trips", _trip_body(id="t" * 129)),
     "create_malformed_json": BadRequest("POST", "/v1/trips", b'{"pickup": '),
+    "create_body_not_utf8": BadRequest("POST", "/v1/trips", b'{"pickup": {"lon": "\xff"}}'),
+    "positions_body_not_utf8": BadRequest("POST", POSITIONS, b'{"points": "\xe9"}', as_driver=True),
     "create_array_body": BadRequest("POST", "/v1/trips", []),
     "create_pickup_outside_map": BadRequest(
         "POST", "/v1/trips", _trip_body(pickup=OUTSIDE), code="outside_coverage"

@@ -150,7 +150,14 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI's answer to a body that is not UTF-8. The contract says a
+            # body that is not JSON is a validation error: not UTF-8 is not JSON.
+            bad_body = RequestValidationError(
+                [{"loc": ("body",), "msg": "not valid JSON: not UTF-8", "type": "json_invalid"}]
+            )
+            return await validation_error(request, bad_body)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         metrics.ERRORS.labels(code).inc()
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
