@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
@@ -34,6 +34,9 @@ from redis.asyncio.cluster import RedisCluster
 from tracking.store import keys
 from tracking.store.batcher import BatchedScript
 from tracking.store.cluster_pipe import ClusterPipe
+
+if TYPE_CHECKING:
+    from tracking.store.trips import Write
 
 SCHED_REVS_KEY = "trk:{sched}:revs"
 """Hash: trip id -> the trip rev its deadline entry was written for."""
@@ -76,8 +79,8 @@ class ClusterWriter:
         """One command on `key`'s master, batched with the tick's others."""
         return await self._pipe.call(key, command)
 
-    async def write(self, w: Any) -> bool:
-        """`w` is a `trips.Write`; False on a compare-and-set conflict (nothing stored)."""
+    async def write(self, w: Write) -> bool:
+        """Store `w`; False on a compare-and-set conflict (nothing stored)."""
         trip, driver = w.trip, w.driver
         if trip is not None:
             trip.rev = w.expected_rev + 1
@@ -110,8 +113,9 @@ class ClusterWriter:
                 await asyncio.gather(*self._index_updates(w))
         return True
 
-    async def _trip_part(self, w: Any) -> Any:
+    async def _trip_part(self, w: Write) -> Any:
         trip = w.trip
+        assert trip is not None
         args: list[Any] = [
             str(w.expected_rev),
             trip.state_json(),
@@ -123,14 +127,15 @@ class ClusterWriter:
             len(w.trail),
         ]
         for event in w.events:
-            args += (event["seq"], _encode(event))
+            args += (event["seq"], orjson.dumps(event))
         args += w.trail
         return await self._trip(
             [keys.trip(trip.id), keys.events(trip.id), keys.trail(trip.id)], args
         )
 
-    async def _driver_part(self, w: Any, *, check_first_seq: bool) -> int:
+    async def _driver_part(self, w: Write, *, check_first_seq: bool) -> int:
         driver = w.driver
+        assert driver is not None
         return int(
             await self._driver(
                 [keys.driver(driver.id)],
@@ -143,7 +148,7 @@ class ClusterWriter:
             )
         )
 
-    def _index_updates(self, w: Any) -> list[Awaitable[Any]]:
+    def _index_updates(self, w: Write) -> list[Awaitable[Any]]:
         """The driver's position, its sign of life and the fleet update: global keys."""
         out: list[Awaitable[Any]] = []
         driver = w.driver
@@ -151,7 +156,7 @@ class ClusterWriter:
         pipe, seen, geo, fleet = self._pipe, keys.SEEN_KEY, keys.GEO_KEY, keys.FLEET_CHANNEL
         if driver is not None and w.seen_ms is not None:
             out.append(pipe.call(seen, ("ZADD", seen, w.seen_ms, driver.id)))
-        if fix is not None:
+        if driver is not None and fix is not None:
             out.append(pipe.call(geo, ("GEOADD", geo, fix["lon"], fix["lat"], driver.id)))
         if w.fleet and (driver is None or fix is not None):
             out.append(pipe.call(fleet, ("SPUBLISH", fleet, w.fleet)))
@@ -174,7 +179,3 @@ class ClusterWriter:
             return 0
         await self.redis.zrem(keys.GEO_KEY, *old)
         return int(await self._forget_silent([keys.SEEN_KEY], [before_ms, *old]))
-
-
-def _encode(event: Any) -> bytes:
-    return orjson.dumps(event)
