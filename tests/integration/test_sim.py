@@ -40,7 +40,15 @@ def test_fleet_completes_trips_and_every_acked_point_is_stored_once(
         seed=7,
         trips=5,
         prefix="fleet",
-        shift=ShiftConfig(dropouts_per_hour=40, dropout_s=(5, 30), disconnects_per_hour=40),
+        # The wait for an arrival is simulated time (180 s: 4.5 s real at 40×),
+        # but a reconnect's backoff is real time, up to 10 s: on a loaded
+        # machine a driver back from a drop could find its trip given up.
+        shift=ShiftConfig(
+            dropouts_per_hour=40,
+            dropout_s=(5, 30),
+            disconnects_per_hour=40,
+            arrival_timeout_s=1200,
+        ),
     )
     fleet = asyncio.run(asyncio.wait_for(run_fleet(opts), 100))
     stats = fleet.stats
