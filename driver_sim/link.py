@@ -72,7 +72,9 @@ class DriverLink:
         """True once the buffer went out on this connection: the server drops a
         seq at or below one it stored, so older points must never trail newer."""
         self._refusals = 0
-        """`unavailable` answers in a row (reset by an ack)."""
+        """`unavailable` answers in a row (reset by an ack): the replay's backoff."""
+        self._refused_total = 0
+        """Every `unavailable` answer so far: a replay in progress stops at a new one."""
         self._replayer: asyncio.Task[None] | None = None
 
     async def submit(self, point: Point) -> None:
@@ -185,6 +187,7 @@ class DriverLink:
         """The gateway could not store a frame, nor will it store anything after it
         until that is resent (docs/protocol.md): buffer, and replay in a while."""
         self._refusals += 1
+        self._refused_total += 1
         self._flushed = False
         self._answered.set()
         if self._replayer is None or self._replayer.done():
@@ -203,7 +206,7 @@ class DriverLink:
         replay that refusal scheduled starts over from the oldest point.
         """
         sent_through = 0
-        refusals = self._refusals
+        refused = self._refused_total
         while self.in_signal and self._ws is not None:
             batch = [p for p in self.outbox.pending if p.seq > sent_through][:MAX_BATCH]
             if not batch:
@@ -216,16 +219,16 @@ class DriverLink:
                 await self._send_unlocked(batch_frame(batch))
             sent_through = batch[-1].seq
             await self._acked(sent_through)
-            if self._refusals > refusals:
+            if self._refused_total != refused:
                 return
 
     async def _acked(self, seq: int, timeout_s: float = 10.0) -> None:
         """Wait until every point up to `seq` is acked or rejected (or we lose the socket)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        refusals = self._refusals
+        refused = self._refused_total
         while self._ws is not None and self.outbox.oldest_pending_seq() <= seq:
-            if self._refusals > refusals:
+            if self._refused_total != refused:
                 return
             self._answered.clear()
             remaining = deadline - loop.time()
