@@ -11,7 +11,6 @@ import asyncio
 import gc
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from tests.integration.client import DRIVER_START, DROPOFF, PICKUP
+from tests.integration.test_channel import uid
 from tracking.core import trip as core
 from tracking.core.driver import DriverState
 from tracking.core.errors import Unavailable
@@ -35,10 +35,6 @@ from tracking.store.fanout import FanOut
 from tracking.store.trips import TripStore, Write
 
 T = TypeVar("T")
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @asynccontextmanager
